@@ -1,0 +1,235 @@
+// The only file that knows pybind11: checks arrays, releases the GIL around kernels, turns
+// Ctrl-C into KeyboardInterrupt and C++ exceptions into Python ones. Argument validation with
+// user-facing messages lives in the Python layer; the checks here guard memory safety.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <omp.h>
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "../cpu/simulate_cpu.h"
+#include "../cuda/simulate_cuda.h"
+#include "multiscale/dispatch.h"
+#include "multiscale/estimators/exact_sum.h"
+#include "multiscale/rng/philox.h"
+
+namespace py = pybind11;
+
+#ifndef MULTISCALE_VERSION
+#define MULTISCALE_VERSION "0.0.0"
+#endif
+
+namespace {
+
+template <class T>
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+bool have_cuda() {
+#ifdef MULTISCALE_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+py::dict build_info() {
+  py::dict d;
+  d["version"] = MULTISCALE_VERSION;
+#if defined(__clang__)
+  d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  d["compiler"] = "unknown";
+#endif
+  d["cxx_flags"] = MULTISCALE_CXX_FLAGS;
+#ifdef _OPENMP
+  d["openmp"] = static_cast<int>(_OPENMP);
+#else
+  d["openmp"] = py::none();
+#endif
+  d["max_threads"] = omp_get_max_threads();
+  d["simd"] = ms::cpu::simd_level();
+  d["lanes_float64"] = ms::cpu::lanes_float64();
+  d["lanes_float32"] = ms::cpu::lanes_float32();
+  d["cuda_compiled"] = have_cuda();
+#ifdef MULTISCALE_HAVE_CUDA
+  d["cuda_architectures"] = MULTISCALE_CUDA_ARCHS;
+  d["cuda_runtime"] = ms::cuda::runtime_version();
+  d["cuda_devices"] = ms::cuda::device_count();
+  d["cuda_device_names"] = ms::cuda::device_summary();
+#else
+  d["cuda_architectures"] = "";
+  d["cuda_runtime"] = py::none();
+  d["cuda_devices"] = 0;
+  d["cuda_device_names"] = "";
+#endif
+  d["rng"] = "Philox4x32-10 keyed by (seed, stream, path, step, block); Box-Muller normals";
+  return d;
+}
+
+template <class Real>
+py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, double dt,
+                       int64_t n_steps, uint64_t seed, uint64_t path_offset,
+                       const py::array& x_init, const CArray<int64_t>& save_steps, bool exact_ou,
+                       int threads, const CArray<int32_t>& obs_vars,
+                       const CArray<double>& obs_shift, const CArray<int64_t>& window_edges,
+                       int bins, const CArray<double>& lo, const CArray<double>& hi, int device) {
+  ms::RunSpec spec;
+  spec.model_id = model_id;
+  spec.params.assign(params.data(), params.data() + params.size());
+  const auto dims = ms::model_dims(model_id, spec.params.data(), eps);
+  if (dims.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(model_id));
+  const int dim = dims.first + dims.second;
+  CArray<Real> x0 = CArray<Real>::ensure(x_init);
+  if (!x0 || x0.ndim() != 2 || x0.shape(1) != dim)
+    throw std::invalid_argument("initial state must have shape (n_paths, " + std::to_string(dim) + ")");
+  const int64_t n = x0.shape(0);
+  spec.n_paths = n;
+  spec.path_offset = path_offset;
+  spec.seed = seed;
+  spec.eps = eps;
+  spec.dt = dt;
+  spec.n_steps = n_steps;
+  spec.save_steps.assign(save_steps.data(), save_steps.data() + save_steps.size());
+  spec.exact_ou = exact_ou;
+  spec.threads = threads;
+  spec.obs.vars.assign(obs_vars.data(), obs_vars.data() + obs_vars.size());
+  spec.obs.shift.assign(obs_shift.data(), obs_shift.data() + obs_shift.size());
+  spec.obs.window_edges.assign(window_edges.data(), window_edges.data() + window_edges.size());
+  spec.obs.bins = bins;
+  spec.obs.lo.assign(lo.data(), lo.data() + lo.size());
+  spec.obs.hi.assign(hi.data(), hi.data() + hi.size());
+  for (int v : spec.obs.vars)
+    if (v < 0 || v >= dim) throw std::invalid_argument("observable index out of range");
+  if (spec.obs.vars.size() > 8) throw std::invalid_argument("at most 8 observables");
+  if (spec.obs.shift.size() != spec.obs.vars.size()) throw std::invalid_argument("shift size");
+  if (bins > 0 && (spec.obs.lo.size() != spec.obs.vars.size() || spec.obs.hi.size() != spec.obs.vars.size()))
+    throw std::invalid_argument("histogram range size");
+  for (size_t i = 0; i < spec.save_steps.size(); ++i)
+    if (spec.save_steps[i] < 0 || spec.save_steps[i] > n_steps || (i && spec.save_steps[i] <= spec.save_steps[i - 1]))
+      throw std::invalid_argument("save steps must be ascending within [0, n_steps]");
+  if (n_steps < 0 || n <= 0) throw std::invalid_argument("n_steps >= 0 and n_paths > 0 required");
+  if (path_offset + static_cast<uint64_t>(n) > (uint64_t(1) << 32))
+    throw std::invalid_argument("global path index exceeds 2^32");
+
+  const int nsave = static_cast<int>(spec.save_steps.size());
+  const int nobs = spec.obs.n_obs(), nwin = spec.obs.n_windows();
+  py::array_t<Real> state({n, static_cast<int64_t>(dim)});
+  std::copy(x0.data(), x0.data() + x0.size(), state.mutable_data());
+  py::array_t<Real> traj(std::vector<int64_t>{nsave ? n : 0, nsave, dim});
+  py::array_t<int8_t> status(n);
+  py::array_t<int64_t> fail_step(n);
+  py::array_t<double> mean(std::vector<int64_t>{nwin, nobs});
+  py::array_t<double> var(std::vector<int64_t>{nwin, nobs});
+  py::array_t<int64_t> count(std::vector<int64_t>{nwin, nobs});
+  py::array_t<int64_t> hist(std::vector<int64_t>{nwin, nobs, bins > 0 ? bins + 2 : 0});
+  std::fill(hist.mutable_data(), hist.mutable_data() + hist.size(), 0);
+
+  ms::RunBuffers<Real> out;
+  out.state = state.mutable_data();
+  out.traj = nsave ? traj.mutable_data() : nullptr;
+  out.status = status.mutable_data();
+  out.fail_step = fail_step.mutable_data();
+  out.obs_mean = mean.mutable_data();
+  out.obs_var = var.mutable_data();
+  out.obs_count = count.mutable_data();
+  out.hist = hist.mutable_data();
+
+  bool signalled = false;
+  spec.should_stop = [&signalled]() {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) signalled = true;  // the exception stays set for us
+    return signalled;
+  };
+
+  ms::RunResult r;
+  {
+    py::gil_scoped_release release;
+    if (device < 0) {
+      r = ms::cpu::simulate<Real>(spec, out);
+    } else {
+#ifdef MULTISCALE_HAVE_CUDA
+      r = ms::cuda::simulate<Real>(spec, out, device);
+#else
+      throw std::runtime_error("multiscale was built without CUDA kernels");
+#endif
+    }
+  }
+  if (signalled) throw py::error_already_set();
+
+  py::dict d;
+  d["final_state"] = state;
+  d["trajectory"] = traj;
+  d["status"] = status;
+  d["fail_step"] = fail_step;
+  d["obs_mean"] = mean;
+  d["obs_var"] = var;
+  d["obs_count"] = count;
+  d["hist"] = hist;
+  d["interrupted"] = r.interrupted;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "multiscale compiled kernels (internal; use the multiscale package API)";
+  m.def("build_info", &build_info);
+  m.def("model_dims", [](int id, const CArray<double>& params, double eps) {
+    auto d = ms::model_dims(id, params.data(), eps);
+    if (d.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(id));
+    return d;
+  });
+  m.def("simulate_float64", &simulate_impl<double>);
+  m.def("simulate_float32", &simulate_impl<float>);
+  m.def("philox4x32_10", [](uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
+    const ms::U32x4 r = ms::philox4x32_10(c0, c1, c2, c3, k0, k1);
+    return py::make_tuple(r.v[0], r.v[1], r.v[2], r.v[3]);
+  });
+  m.def("normals", [](uint64_t seed, uint64_t path0, int64_t n_paths, uint64_t step, int n, bool single) -> py::array {
+    if (n_paths < 0 || n < 0) throw std::invalid_argument("sizes must be non-negative");
+    if (single) {
+      py::array_t<float> a(std::vector<int64_t>{n_paths, n});
+      ms::cpu::fill_normals<float>(seed, path0, n_paths, step, n, a.mutable_data());
+      return a;
+    }
+    py::array_t<double> a(std::vector<int64_t>{n_paths, n});
+    ms::cpu::fill_normals<double>(seed, path0, n_paths, step, n, a.mutable_data());
+    return a;
+  });
+  m.def("normals_probe", [](int64_t n_paths, int64_t n_steps, int per_step, uint64_t seed, int threads, bool single) {
+    py::gil_scoped_release release;
+    return single ? ms::cpu::normals_throughput_probe<float>(n_paths, n_steps, per_step, seed, threads)
+                  : ms::cpu::normals_throughput_probe<double>(n_paths, n_steps, per_step, seed, threads);
+  });
+  m.def("exact_sum", [](const CArray<double>& v) {
+    ms::ExactSum s;
+    for (py::ssize_t i = 0; i < v.size(); ++i) s.add(v.data()[i]);
+    return s.value();
+  });
+  m.def("cuda_time_kernel", [](int model_id, const CArray<double>& params, double eps, double dt, int64_t n_paths,
+                               int64_t n_steps, uint64_t seed, bool exact_ou, bool single, int device) {
+#ifdef MULTISCALE_HAVE_CUDA
+    ms::RunSpec spec;
+    spec.model_id = model_id;
+    spec.params.assign(params.data(), params.data() + params.size());
+    spec.eps = eps;
+    spec.dt = dt;
+    spec.n_paths = n_paths;
+    spec.n_steps = n_steps;
+    spec.seed = seed;
+    spec.exact_ou = exact_ou;
+    py::gil_scoped_release release;
+    return single ? ms::cuda::time_kernel<float>(spec, device) : ms::cuda::time_kernel<double>(spec, device);
+#else
+    (void)model_id; (void)params; (void)eps; (void)dt; (void)n_paths; (void)n_steps; (void)seed;
+    (void)exact_ou; (void)single; (void)device;
+    throw std::runtime_error("multiscale was built without CUDA kernels");
+#endif
+  });
+}

@@ -1,0 +1,256 @@
+// The built-in model catalogue: REFERENCE problems 1a, 1b, 2, 3a, 3b, 4, 5, 6a and the two-scale
+// Lorenz-96 system. Parameter order here is the order of the Python catalogue
+// (multiscale/models/_catalog.py), which also holds names, defaults and descriptions.
+#pragma once
+#include "common.h"
+
+namespace ms {
+
+// Problem 1a: dX = (X - X^3 + c Y) dt + sigma dU,  dY = -(Y - X)/eps dt + sqrt(2/eps) dV.
+template <class Real>
+struct FastOULinear {
+  static constexpr int kNX = 1, kNY = 1, kNumParams = 2;
+  static constexpr Scaling kScaling = Scaling::kAveraging;
+  static constexpr bool kOU = true;
+  Real c, sigma;
+  static FastOULinear from_params(const double* p, double) {
+    return {Real(p[0]), Real(p[1])};
+  }
+  MS_INLINE int nx() const { return 1; }
+  MS_INLINE int ny() const { return 1; }
+  template <class V, class W>
+  MS_INLINE void slow_drift(V x, V y, W f) const {
+    f[0] = x[0] - x[0] * x[0] * x[0] + c * y[0];
+  }
+  template <class V, class W>
+  MS_INLINE void slow_noise(V, V, W a) const { a[0] = sigma; }
+  template <class V, class W>
+  MS_INLINE void fast_drift(V x, V y, W g) const { g[0] = -(y[0] - x[0]); }
+  template <class V, class W>
+  MS_INLINE void fast_noise(V, V, W b) const { b[0] = Real(kSqrt2); }
+  MS_INLINE Real ou_theta() const { return Real(1); }
+  template <class V, class W>
+  MS_INLINE void ou_mean(V x, W mu) const { mu[0] = x[0]; }
+};
+
+// Problem 1b: as 1a with coupling c Y^2 (tests the fast variance).
+template <class Real>
+struct FastOUQuadratic : FastOULinear<Real> {
+  static FastOUQuadratic from_params(const double* p, double) {
+    FastOUQuadratic m;
+    m.c = Real(p[0]);
+    m.sigma = Real(p[1]);
+    return m;
+  }
+  template <class V, class W>
+  MS_INLINE void slow_drift(V x, V y, W f) const {
+    f[0] = x[0] - x[0] * x[0] * x[0] + this->c * y[0] * y[0];
+  }
+};
+
+// Problem 2: gradient system of H = x^2/2 - a0 x - lam x y + y^4/4 - y^2/2 at unit temperature.
+template <class Real>
+struct TiltedDoubleWell {
+  static constexpr int kNX = 1, kNY = 1, kNumParams = 2;
+  static constexpr Scaling kScaling = Scaling::kAveraging;
+  static constexpr bool kOU = false;
+  Real a0, lam;
+  static TiltedDoubleWell from_params(const double* p, double) { return {Real(p[0]), Real(p[1])}; }
+  MS_INLINE int nx() const { return 1; }
+  MS_INLINE int ny() const { return 1; }
+  template <class V, class W>
+  MS_INLINE void slow_drift(V x, V y, W f) const { f[0] = a0 - x[0] + lam * y[0]; }
+  template <class V, class W>
+  MS_INLINE void slow_noise(V, V, W a) const { a[0] = Real(kSqrt2); }
+  template <class V, class W>
+  MS_INLINE void fast_drift(V x, V y, W g) const {
+    g[0] = -(y[0] * y[0] * y[0] - y[0] - lam * x[0]);
+  }
+  template <class V, class W>
+  MS_INLINE void fast_noise(V, V, W b) const { b[0] = Real(kSqrt2); }
+  MS_INLINE Real ou_theta() const { return Real(1); }
+  template <class V, class W>
+  MS_INLINE void ou_mean(V, W) const {}
+};
+
+// Problem 3: dX = -V'(X) dt - (1/eps) p'(X/eps) dt + sqrt(2 sigma) dW, p(y) = A cos(2 pi y).
+// Quartic = false: V = x^2/2 (3a); Quartic = true: V = x^4/4 - x^2/2 (3b).
+template <class Real, bool Quartic>
+struct PeriodicPotential {
+  static constexpr int kNX = 1, kNY = 0, kNumParams = 2;
+  static constexpr Scaling kScaling = Scaling::kNone;
+  static constexpr bool kOU = false;
+  Real A, sigma, inv_eps, noise;
+  static PeriodicPotential from_params(const double* p, double eps) {
+    return {Real(p[0]), Real(p[1]), Real(1.0 / eps), Real(std::sqrt(2.0 * p[1]))};
+  }
+  MS_INLINE int nx() const { return 1; }
+  MS_INLINE int ny() const { return 0; }
+  template <class V, class W>
+  MS_INLINE void slow_drift(V x, V, W f) const {
+    const Real dV = Quartic ? x[0] * x[0] * x[0] - x[0] : x[0];
+    // -(1/eps) p'(x/eps) = (2 pi A / eps) sin(2 pi x / eps)
+    f[0] = -dV + Real(kTwoPi) * A * inv_eps * sin_2pi(x[0] * inv_eps);
+  }
+  template <class V, class W>
+  MS_INLINE void slow_noise(V, V, W a) const { a[0] = noise; }
+  template <class V, class W>
+  MS_INLINE void fast_drift(V, V, W) const {}
+  template <class V, class W>
+  MS_INLINE void fast_noise(V, V, W) const {}
+  MS_INLINE Real ou_theta() const { return Real(1); }
+  template <class V, class W>
+  MS_INLINE void ou_mean(V, W) const {}
+};
+
+// Problem 4: fast OU noise, homogenization scaling:
+//   dX = (h(X) + f(X) Y / eps) dt,  h = -x - x^3,  f = sqrt(1 + x^2);  dY = -Y/eps^2 dt + sqrt(2)/eps dV.
+template <class Real>
+struct FastOUNoise {
+  static constexpr int kNX = 1, kNY = 1, kNumParams = 0;
+  static constexpr Scaling kScaling = Scaling::kHomogenization;
+  static constexpr bool kOU = true;
+  static FastOUNoise from_params(const double*, double) { return {}; }
+  MS_INLINE int nx() const { return 1; }
+  MS_INLINE int ny() const { return 1; }
+  template <class V, class W>
+  MS_INLINE void slow_drift(V x, V, W f) const { f[0] = -x[0] - x[0] * x[0] * x[0]; }
+  template <class V, class W>
+  MS_INLINE void slow_drift0(V x, V y, W f0) const {
+    f0[0] = sqrt(Real(1) + x[0] * x[0]) * y[0];
+  }
+  template <class V, class W>
+  MS_INLINE void slow_noise(V, V, W a) const { a[0] = Real(0); }
+  template <class V, class W>
+  MS_INLINE void fast_drift(V, V y, W g) const { g[0] = -y[0]; }
+  template <class V, class W>
+  MS_INLINE void fast_noise(V, V, W b) const { b[0] = Real(kSqrt2); }
+  MS_INLINE Real ou_theta() const { return Real(1); }
+  template <class V, class W>
+  MS_INLINE void ou_mean(V, W mu) const { mu[0] = Real(0); }
+};
+
+// Problem 5: dX = (X - X^3) dt + sigma dW (single scale; the averaged SDE of 1a with c = 0).
+template <class Real>
+struct DoubleWell {
+  static constexpr int kNX = 1, kNY = 0, kNumParams = 1;
+  static constexpr Scaling kScaling = Scaling::kNone;
+  static constexpr bool kOU = false;
+  Real sigma;
+  static DoubleWell from_params(const double* p, double) { return {Real(p[0])}; }
+  MS_INLINE int nx() const { return 1; }
+  MS_INLINE int ny() const { return 0; }
+  template <class V, class W>
+  MS_INLINE void slow_drift(V x, V, W f) const { f[0] = x[0] - x[0] * x[0] * x[0]; }
+  template <class V, class W>
+  MS_INLINE void slow_noise(V, V, W a) const { a[0] = sigma; }
+  template <class V, class W>
+  MS_INLINE void fast_drift(V, V, W) const {}
+  template <class V, class W>
+  MS_INLINE void fast_noise(V, V, W) const {}
+  MS_INLINE Real ou_theta() const { return Real(1); }
+  template <class V, class W>
+  MS_INLINE void ou_mean(V, W) const {}
+};
+
+// Problem 6a: Ornstein-Uhlenbeck dX = -theta X dt + sqrt(2 D) dW.
+template <class Real>
+struct OrnsteinUhlenbeck {
+  static constexpr int kNX = 1, kNY = 0, kNumParams = 2;
+  static constexpr Scaling kScaling = Scaling::kNone;
+  static constexpr bool kOU = false;
+  Real theta, noise;
+  static OrnsteinUhlenbeck from_params(const double* p, double) {
+    return {Real(p[0]), Real(std::sqrt(2.0 * p[1]))};
+  }
+  MS_INLINE int nx() const { return 1; }
+  MS_INLINE int ny() const { return 0; }
+  template <class V, class W>
+  MS_INLINE void slow_drift(V x, V, W f) const { f[0] = -theta * x[0]; }
+  template <class V, class W>
+  MS_INLINE void slow_noise(V, V, W a) const { a[0] = noise; }
+  template <class V, class W>
+  MS_INLINE void fast_drift(V, V, W) const {}
+  template <class V, class W>
+  MS_INLINE void fast_noise(V, V, W) const {}
+  MS_INLINE Real ou_theta() const { return Real(1); }
+  template <class V, class W>
+  MS_INLINE void ou_mean(V, W) const {}
+};
+
+// Two-scale Lorenz-96 (Lorenz 1996; Wilks 2005; Arnold et al. 2013), K slow and J*K fast
+// variables on one ring, optional additive noise:
+//   dX_k = [-X_{k-1}(X_{k-2} - X_{k+1}) - X_k + F - (h c / b) sum_j Y_{j,k}] dt + sigma_x dU_k
+//   dY_{j,k} = [-c b Y_{j+1,k}(Y_{j+2,k} - Y_{j-1,k}) - c Y_{j,k} + (h c / b) X_k] dt + sigma_y dV
+// The time-scale ratio is the parameter c (eps is not used).
+template <class Real>
+struct Lorenz96 {
+  static constexpr int kNX = -1, kNY = -1, kNumParams = 8;
+  static constexpr Scaling kScaling = Scaling::kNone;
+  static constexpr bool kOU = false;
+  int K, J;
+  Real h, b, c, F, sigma_x, sigma_y, hcb;
+  static Lorenz96 from_params(const double* p, double) {
+    Lorenz96 m;
+    m.K = static_cast<int>(p[0]);
+    m.J = static_cast<int>(p[1]);
+    m.h = Real(p[2]);
+    m.b = Real(p[3]);
+    m.c = Real(p[4]);
+    m.F = Real(p[5]);
+    m.sigma_x = Real(p[6]);
+    m.sigma_y = Real(p[7]);
+    m.hcb = Real(p[2] * p[4] / p[3]);
+    return m;
+  }
+  MS_INLINE int nx() const { return K; }
+  MS_INLINE int ny() const { return K * J; }
+  template <class V, class W>
+  MS_INLINE void slow_drift(V x, V y, W f) const {
+    for (int k = 0; k < K; ++k) {
+      const int km1 = (k + K - 1) % K, km2 = (k + K - 2) % K, kp1 = (k + 1) % K;
+      Real s = Real(0);
+      for (int j = 0; j < J; ++j) s += y[k * J + j];
+      f[k] = -x[km1] * (x[km2] - x[kp1]) - x[k] + F - hcb * s;
+    }
+  }
+  template <class V, class W>
+  MS_INLINE void slow_noise(V, V, W a) const {
+    for (int k = 0; k < K; ++k) a[k] = sigma_x;
+  }
+  template <class V, class W>
+  MS_INLINE void fast_drift(V x, V y, W g) const {
+    const int n = K * J;
+    for (int i = 0; i < n; ++i) {
+      const int ip1 = (i + 1) % n, ip2 = (i + 2) % n, im1 = (i + n - 1) % n;
+      g[i] = -c * b * y[ip1] * (y[ip2] - y[im1]) - c * y[i] + hcb * x[i / J];
+    }
+  }
+  template <class V, class W>
+  MS_INLINE void fast_noise(V, V, W bb) const {
+    const int n = K * J;
+    for (int i = 0; i < n; ++i) bb[i] = sigma_y;
+  }
+  MS_INLINE Real ou_theta() const { return Real(1); }
+  template <class V, class W>
+  MS_INLINE void ou_mean(V, W) const {}
+};
+
+// X-macro list: (id, C++ type). The id is the index used by the bindings and Python catalogue.
+#define MS_MODEL_LIST(X)                     \
+  X(0, ::ms::FastOULinear)                   \
+  X(1, ::ms::FastOUQuadratic)                \
+  X(2, ::ms::TiltedDoubleWell)               \
+  X(3, ::ms::PeriodicPotentialQuadratic)     \
+  X(4, ::ms::PeriodicPotentialQuartic)       \
+  X(5, ::ms::FastOUNoise)                    \
+  X(6, ::ms::DoubleWell)                     \
+  X(7, ::ms::OrnsteinUhlenbeck)              \
+  X(8, ::ms::Lorenz96)
+
+template <class Real>
+using PeriodicPotentialQuadratic = PeriodicPotential<Real, false>;
+template <class Real>
+using PeriodicPotentialQuartic = PeriodicPotential<Real, true>;
+
+}  // namespace ms

@@ -1,0 +1,199 @@
+// Uniform and standard normal variates from Philox output, with elementary functions written
+// out as polynomials (fdlibm coefficients) so that
+//   * the CPU loop over paths vectorises (no libm calls, no errno), and
+//   * host and device produce the same bits for the same (seed, path, step) when the
+//     compiler does not contract multiply-adds differently.
+// Box-Muller: one Philox4x32 call gives two float64 normals (52-bit uniforms) or four float32
+// normals (23-bit uniforms). The smallest uniform is 2^-52, so |z| <= 8.49 (float64), which
+// changes no moment of practical interest (P(|Z| > 8.49) ~ 2e-17).
+#pragma once
+#include <cmath>
+#include <cstring>
+
+#include "../config.h"
+#include "philox.h"
+
+namespace ms {
+
+MS_INLINE uint64_t bits_of(double x) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint64_t>(__double_as_longlong(x));
+#else
+  uint64_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+MS_INLINE double double_of(uint64_t u) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(u));
+#else
+  double x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+#endif
+}
+MS_INLINE uint32_t bits_of(float x) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint32_t>(__float_as_uint(x));
+#else
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+MS_INLINE float float_of(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// log(x) for normal positive finite x (fdlibm e_log.c reduction and minimax polynomial, < 1 ulp).
+MS_INLINE double poly_log(double x) {
+  constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+  constexpr double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
+                   Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
+                   Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
+                   Lg7 = 1.479819860511658591e-01;
+  const uint64_t b = bits_of(x);
+  int64_t e = static_cast<int64_t>(b >> 52) - 1023;
+  double m = double_of((b & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);  // [1, 2)
+  const bool big = m > 1.4142135623730951;  // reduce to [sqrt(2)/2, sqrt(2))
+  m = big ? 0.5 * m : m;
+  e = big ? e + 1 : e;
+  const double f = m - 1.0;
+  const double s = f / (2.0 + f);
+  const double dk = static_cast<double>(e);
+  const double z = s * s, w = z * z;
+  const double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
+  const double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
+  const double R = t2 + t1;
+  const double hfsq = 0.5 * f * f;
+  return dk * ln2_hi - ((hfsq - (s * (hfsq + R) + dk * ln2_lo)) - f);
+}
+
+MS_INLINE float poly_log(float x) {
+  constexpr float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
+  constexpr float Lg1 = 0.66666662693f, Lg2 = 0.40000972152f, Lg3 = 0.28498786688f,
+                  Lg4 = 0.24279078841f;
+  const uint32_t b = bits_of(x);
+  int32_t e = static_cast<int32_t>(b >> 23) - 127;
+  float m = float_of((b & 0x007fffffu) | 0x3f800000u);
+  const bool big = m > 1.41421356f;
+  m = big ? 0.5f * m : m;
+  e = big ? e + 1 : e;
+  const float f = m - 1.0f;
+  const float s = f / (2.0f + f);
+  const float dk = static_cast<float>(e);
+  const float z = s * s, w = z * z;
+  const float t1 = w * (Lg2 + w * Lg4);
+  const float t2 = z * (Lg1 + w * Lg3);
+  const float R = t2 + t1;
+  const float hfsq = 0.5f * f * f;
+  return dk * ln2_hi - ((hfsq - (s * (hfsq + R) + dk * ln2_lo)) - f);
+}
+
+// sin and cos on [-pi/4, pi/4] (fdlibm k_sin.c / k_cos.c, < 1 ulp there).
+MS_INLINE void poly_sincos_kernel(double x, double& s, double& c) {
+  constexpr double S1 = -1.66666666666666324348e-01, S2 = 8.33333333332248946124e-03,
+                   S3 = -1.98412698298579493134e-04, S4 = 2.75573137070700676789e-06,
+                   S5 = -2.50507602534068634195e-08, S6 = 1.58969099521155010221e-10;
+  constexpr double C1 = 4.16666666666666019037e-02, C2 = -1.38888888888741095749e-03,
+                   C3 = 2.48015872894767294178e-05, C4 = -2.75573143513906633035e-07,
+                   C5 = 2.08757232129817482790e-09, C6 = -1.13596475577881948265e-11;
+  const double z = x * x;
+  s = x + x * z * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)))));
+  const double r = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
+  const double hz = 0.5 * z;
+  const double w = 1.0 - hz;
+  c = w + (((1.0 - w) - hz) + z * r);
+}
+
+MS_INLINE void poly_sincos_kernel(float x, float& s, float& c) {
+  constexpr float S1 = -0.166666666416265235595f, S2 = 0.0083333293858894631756f,
+                  S3 = -0.000198393348360966317347f, S4 = 0.0000027183114939898219064f;
+  constexpr float C0 = -0.499999997251031003120f, C1 = 0.0416666233237390631894f,
+                  C2 = -0.00138867637746099294692f, C3 = 0.0000243904487962774090654f;
+  const float z = x * x;
+  s = x + x * z * (S1 + z * (S2 + z * (S3 + z * S4)));
+  c = 1.0f + z * (C0 + z * (C1 + z * (C2 + z * C3)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two uniforms -> two independent N(0,1) (Box-Muller). `ur` supplies the radius (52 or 23 bits),
+// `ua` the angle: its top two bits pick the quadrant exactly and the rest give an offset in
+// (-pi/4, pi/4), so no argument reduction is ever needed.
+MS_INLINE void box_muller(uint64_t ur, uint64_t ua, double& z0, double& z1) {
+  // u in (0, 1]: 2 - [1, 2)
+  const double u = 2.0 - double_of((ur >> 12) | 0x3ff0000000000000ULL);
+  const double r = sqrt(-2.0 * poly_log(u));
+  const uint32_t q = static_cast<uint32_t>(ua >> 62);
+  // g in [-1/2, 1/2): the next 52 bits
+  const double g = double_of(((ua << 2) >> 12) | 0x3ff0000000000000ULL) - 1.5;
+  const double x = g * 1.5707963267948966;
+  double s, c;
+  poly_sincos_kernel(x, s, c);
+  // rotate (c, s) by q quarter turns
+  const double cq = (q & 1) ? -s : c;
+  const double sq = (q & 1) ? c : s;
+  const double sign = (q & 2) ? -1.0 : 1.0;
+  z0 = r * sign * cq;
+  z1 = r * sign * sq;
+}
+
+MS_INLINE void box_muller(uint32_t ur, uint32_t ua, float& z0, float& z1) {
+  const float u = 2.0f - float_of((ur >> 9) | 0x3f800000u);
+  const float r = sqrtf(-2.0f * poly_log(u));
+  const uint32_t q = ua >> 30;
+  const float g = float_of(((ua << 2) >> 9) | 0x3f800000u) - 1.5f;
+  const float x = g * 1.57079632679f;
+  float s, c;
+  poly_sincos_kernel(x, s, c);
+  const float cq = (q & 1) ? -s : c;
+  const float sq = (q & 1) ? c : s;
+  const float sign = (q & 2) ? -1.0f : 1.0f;
+  z0 = r * sign * cq;
+  z1 = r * sign * sq;
+}
+
+// Normals per Philox call for each precision.
+template <class Real>
+struct NormalsPerBlock;
+template <>
+struct NormalsPerBlock<double> {
+  static constexpr int value = 2;
+};
+template <>
+struct NormalsPerBlock<float> {
+  static constexpr int value = 4;
+};
+
+// Fill z[0..n) with the normals of (stream, path, step): block b gives z[NB*b .. NB*b+NB).
+template <class Real, class V>
+MS_INLINE void normals(const PhiloxKey& key, uint32_t stream, uint32_t path, uint64_t step, int n,
+                       V z) {
+  constexpr int NB = NormalsPerBlock<Real>::value;
+  const int nblocks = (n + NB - 1) / NB;
+  for (int b = 0; b < nblocks; ++b) {
+    const U32x4 r = key(stream, static_cast<uint32_t>(b), path, step);
+    Real a[NB];
+    if constexpr (NB == 2) {
+      box_muller((static_cast<uint64_t>(r.v[0]) << 32) | r.v[1],
+                 (static_cast<uint64_t>(r.v[2]) << 32) | r.v[3], a[0], a[1]);
+    } else {
+      box_muller(r.v[0], r.v[1], a[0], a[1]);
+      box_muller(r.v[2], r.v[3], a[2], a[3]);
+    }
+    for (int j = 0; j < NB; ++j) {
+      const int i = NB * b + j;
+      if (i < n) z[i] = a[j];
+    }
+  }
+}
+
+}  // namespace ms

@@ -1,0 +1,61 @@
+// Host-side description of an ensemble run, shared by the CPU and CUDA launchers.
+// Plain C++ (no Python): the bindings fill it from validated NumPy arrays.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace ms {
+
+// Streaming observables: for each window of steps (edges[w], edges[w+1]] and each chosen state
+// component, the mean and variance over (live paths x states in the window), and optionally a
+// histogram. Memory is O(n_paths x n_obs), independent of the number of steps.
+struct ObservableSpec {
+  std::vector<int> vars;               // state component indices (slow first, then fast)
+  std::vector<double> shift;           // per var: subtracted before summing (conditioning)
+  std::vector<int64_t> window_edges;   // ascending step indices, n_windows + 1 of them
+  int bins = 0;                        // 0: no histogram
+  std::vector<double> lo, hi;          // per var histogram range
+  int n_obs() const { return static_cast<int>(vars.size()); }
+  int n_windows() const {
+    return window_edges.empty() ? 0 : static_cast<int>(window_edges.size()) - 1;
+  }
+};
+
+struct RunSpec {
+  int model_id = 0;
+  std::vector<double> params;
+  int64_t n_paths = 0;
+  uint64_t path_offset = 0;  // global index of path 0 (chunked / distributed runs)
+  uint64_t seed = 0;
+  double eps = 1.0;
+  double dt = 0.0;
+  int64_t n_steps = 0;
+  std::vector<int64_t> save_steps;  // ascending, in [0, n_steps]
+  bool exact_ou = false;
+  int threads = 0;  // 0: OpenMP default
+  ObservableSpec obs;
+  // Polled by the launcher from the calling thread between chunks (a few times a second);
+  // returning true stops the run. The bindings use it for Ctrl-C.
+  std::function<bool()> should_stop;
+};
+
+// Output buffers (caller-allocated). Real is float or double.
+template <class Real>
+struct RunBuffers {
+  Real* state = nullptr;        // [n_paths][dim]: initial state in, final state out
+  Real* traj = nullptr;         // [n_paths][n_save][dim], or nullptr
+  int8_t* status = nullptr;     // [n_paths]
+  int64_t* fail_step = nullptr; // [n_paths]: step index at which the path failed, else -1
+  double* obs_mean = nullptr;   // [n_windows][n_obs]
+  double* obs_var = nullptr;    // [n_windows][n_obs]  (unbiased)
+  int64_t* obs_count = nullptr; // [n_windows][n_obs]  number of path-states summed
+  int64_t* hist = nullptr;      // [n_windows][n_obs][bins + 2]: underflow, bins..., overflow
+};
+
+// Returned by the launchers.
+struct RunResult {
+  bool interrupted = false;
+};
+
+}  // namespace ms

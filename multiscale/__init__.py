@@ -1,0 +1,36 @@
+"""multiscale: an engine for multiscale stochastic modeling.
+
+Simulate fast/slow SDE ensembles in compiled CPU (OpenMP, SIMD) and CUDA kernels that share
+one header-only source of the numerics, reproducibly: every random number is a pure function
+of (seed, path, step), so results do not depend on threads, chunking or devices.
+
+>>> import multiscale as ms
+>>> ds = ms.simulate("fast_ou_linear", eps=0.01, t_end=1.0, dt=1e-3, n_paths=1000, seed=1)
+"""
+from ._device import build_info
+from ._errors import DeviceUnavailableError, SimulationError
+from .io import open_dataset, save_dataset
+from .models import ModelInfo, Param, Scaling, get_model, list_models
+from .simulate import FastStep, Histogram, Observables, Precision, resimulate, simulate
+
+__version__ = build_info()["version"]
+
+__all__ = [
+    "DeviceUnavailableError",
+    "FastStep",
+    "Histogram",
+    "ModelInfo",
+    "Observables",
+    "Param",
+    "Precision",
+    "Scaling",
+    "SimulationError",
+    "__version__",
+    "build_info",
+    "get_model",
+    "list_models",
+    "open_dataset",
+    "resimulate",
+    "save_dataset",
+    "simulate",
+]

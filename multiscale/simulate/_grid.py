@@ -1,0 +1,51 @@
+"""Conversions between times and integer step indices, with errors naming the value."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_REL = 1e-9
+
+
+def steps_of(t: float, dt: float, what: str) -> int:
+    """Number of steps ``t/dt``; raises ``ValueError`` unless it is (nearly) an integer."""
+    k = round(t / dt)
+    if abs(k * dt - t) > _REL * max(abs(t), dt):
+        raise ValueError(f"{what}={t!r} is not a multiple of dt={dt!r}")
+    return int(k)
+
+
+def check_positive(name: str, value: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} must be a number") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name}={value!r} must be a finite number > 0")
+    return v
+
+
+def save_steps(n_steps: int, dt: float, save_every: int | None, save_times) -> np.ndarray:
+    """Step indices at which the state is stored (always ascending, unique)."""
+    if save_every is not None and save_times is not None:
+        raise ValueError("give save_every or save_times, not both")
+    if save_times is not None:
+        times = np.atleast_1d(np.asarray(save_times, dtype=float))
+        if times.ndim != 1:
+            raise ValueError(f"save_times must be one-dimensional, got shape {times.shape}")
+        t_end = n_steps * dt
+        steps = []
+        for t in times:
+            if not math.isfinite(t) or t < 0 or t > t_end * (1 + _REL):
+                raise ValueError(f"save time {t!r} is outside [0, t_end={t_end!r}]")
+            steps.append(steps_of(float(t), dt, "save time"))
+        out = np.unique(np.asarray(steps, dtype=np.int64))
+        return out
+    if save_every is None:
+        return np.array([0, n_steps], dtype=np.int64) if n_steps else np.array([0], np.int64)
+    if isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)) or save_every <= 0:
+        raise ValueError(f"save_every={save_every!r} must be a positive integer number of steps")
+    if n_steps % int(save_every):
+        raise ValueError(f"save_every={save_every} does not divide the run of {n_steps} steps")
+    return np.arange(0, n_steps + 1, int(save_every), dtype=np.int64)
