@@ -81,3 +81,180 @@ def euler_ou_fast_variance(h: float) -> float:
     """Stationary variance of Euler-Maruyama for the unit OU ``dY = -Y ds + sqrt(2) dW`` at step
     ``h`` (fast time): ``1/(1 - h/2)``; exact value 1."""
     return 1.0 / (1.0 - h / 2.0)
+
+
+def fast_ou_quadratic_euler_moments(h: float, c: float = 0.5, sigma: float = 1.0,
+                                    powers=(1, 2, 4)) -> dict[int, float]:
+    """REFERENCE problem 1b when the fast OU is advanced by Euler-Maruyama at step ``h = dt/eps``.
+
+    As ``eps -> 0`` at fixed ``h`` the Euler chain for the fast OU has the stationary law
+    ``N(x, v)`` with ``v = 1/(1 - h/2)`` (:func:`euler_ou_fast_variance`) instead of
+    ``N(x, 1)``, so ``E[Y^2 | x] = x^2 + v`` and the averaged drift becomes
+    ``c v + x + c x^2 - x^3``. These are the exact stationary moments of that biased averaged
+    SDE; ``h = 0`` gives :func:`fast_ou_quadratic_moments`.
+
+    Parameters
+    ----------
+    h : float
+        Fast step ``dt/eps``, in ``[0, 2)``.
+    c, sigma : float
+        Coupling and slow noise amplitude.
+    powers : iterable of int
+
+    Returns
+    -------
+    dict
+        ``{k: E[X^k]}``.
+    """
+    if not 0.0 <= h < 2.0:
+        raise ValueError(f"h={h!r}: the Euler OU chain is stable only for 0 <= h < 2")
+    v = euler_ou_fast_variance(h)
+    return averaged_gradient_moments(
+        lambda x: -(c * v * x + x**2 / 2 + c * x**3 / 3 - x**4 / 4), sigma, powers)
+
+
+def _gaussian_moment(mu: np.ndarray, k: int) -> np.ndarray:
+    """``E[(mu + Z)^k]`` for ``Z ~ N(0, 1)``."""
+    out = np.zeros_like(mu, dtype=float)
+    for j in range(0, k + 1, 2):  # odd moments of Z vanish; E[Z^j] = (j-1)!!
+        out = out + math.comb(k, j) * float(np.prod(np.arange(j - 1, 0, -2))) * mu ** (k - j)
+    return out
+
+
+def tilted_double_well_log_partition(s: float) -> float:
+    """``log Z(s)``, ``Z(s) = int exp(-y^4/4 + y^2/2 + s y) dy`` (REFERENCE problem 2), by quadrature.
+
+    ``Z(lam x)`` normalises the frozen fast law ``mu_x(dy) ∝ exp(-y^4/4 + y^2/2 + lam x y) dy``;
+    the log form stays finite for large ``|s|`` where ``Z`` itself overflows.
+    """
+    s = float(s)
+    # Centre the exponent at its maximiser y* (the largest real root of y^3 - y - s).
+    roots = np.roots([1.0, 0.0, -1.0, -s])
+    real = np.sort(roots[np.abs(roots.imag) < 1e-9].real)
+    y_star = float(real[-1]) if s >= 0 else float(real[0])  # the global maximiser
+    shift = -y_star**4 / 4 + y_star**2 / 2 + s * y_star
+    # Finite range: beyond y* -/+ w the integrand is below exp(-800) (curvature >= 3 y*^2 - 1).
+    w = 40.0 / math.sqrt(max(3.0 * y_star**2 - 1.0, 1.0))
+    lo, hi = min(-8.0, y_star - w), max(8.0, y_star + w)
+    val = integrate.quad(lambda y: math.exp(-y**4 / 4 + y**2 / 2 + s * y - shift), lo, hi,
+                         points=[float(r) for r in real], limit=400, epsabs=0.0, epsrel=1e-13)[0]
+    return shift + math.log(val)
+
+
+def tilted_double_well_x_log_density(x: np.ndarray, a0: float = 0.1, lam: float = 1.5) -> np.ndarray:
+    """Unnormalised log of the invariant X-marginal of REFERENCE problem 2,
+    ``a0 x - x^2/2 + log Z(lam x)`` (exact for the full system at every eps, and the
+    invariant density of the averaged SDE). Vectorised over ``x``; one quadrature per point."""
+    x = np.asarray(x, dtype=float)
+    logz = np.vectorize(tilted_double_well_log_partition, otypes=[float])(lam * x)
+    return a0 * x - x**2 / 2 + logz
+
+
+def _tilted_double_well_y_law(a0: float, lam: float):
+    """Y-marginal of ``exp(-H)``, ``H = x^2/2 - a0 x - lam x y + y^4/4 - y^2/2``: integrating the
+    Gaussian in ``x`` gives ``rho_Y(y) ∝ exp(-y^4/4 + y^2/2 + (a0 + lam y)^2/2)`` and
+    ``X | Y=y ~ N(a0 + lam y, 1)``. Returns (weight, normaliser) for 1-D quadrature."""
+    def logw(y: float) -> float:
+        return -y**4 / 4 + y**2 / 2 + (a0 + lam * y) ** 2 / 2
+
+    grid = np.linspace(-10.0, 10.0, 20001)
+    shift = float(np.max(logw(grid)))
+
+    def w(y: float) -> float:
+        return math.exp(logw(y) - shift)
+
+    opts = dict(limit=400, epsabs=0.0, epsrel=1e-13)
+    z = integrate.quad(w, -np.inf, np.inf, **opts)[0]
+    return w, z, opts
+
+
+def tilted_double_well_moments(a0: float = 0.1, lam: float = 1.5, powers=(1, 2, 4)) -> dict[int, float]:
+    """REFERENCE problem 2: exact moments ``E[X^k]`` of the invariant X-marginal,
+    ``rho(x) ∝ exp(a0 x - x^2/2) Z(lam x)``.
+
+    The full system is the reversible gradient system of ``H`` at unit temperature, so these are
+    its exact invariant moments for every ``eps > 0`` (and those of the averaged SDE). Computed
+    through the Y-marginal (see ``_tilted_double_well_y_law``): ``E[X^k] = E[E[(a0 + lam Y + Z)^k]]``,
+    one 1-D quadrature per power; :func:`tilted_double_well_x_log_density` gives the
+    independent X-route.
+
+    Parameters
+    ----------
+    a0, lam : float
+        Constant slow forcing and slow/fast coupling.
+    powers : iterable of int
+
+    Returns
+    -------
+    dict
+        ``{k: E[X^k]}``; the reference values are ``E[X] = 0.7294113355`` and
+        ``E[X^2] = 7.5992550`` for the defaults.
+    """
+    w, z, opts = _tilted_double_well_y_law(a0, lam)
+    out = {}
+    for k in powers:
+        f = (lambda y, k=k: float(_gaussian_moment(np.asarray(a0 + lam * y), k)) * w(y))
+        out[k] = integrate.quad(f, -np.inf, np.inf, **opts)[0] / z
+    return out
+
+
+def tilted_double_well_prob_positive(a0: float = 0.1, lam: float = 1.5) -> float:
+    """REFERENCE problem 2: ``P(X > 0)`` under the invariant law, ``E[Phi(a0 + lam Y)]``
+    (reference value 0.6202436866 for the defaults)."""
+    from scipy.special import ndtr
+
+    w, z, opts = _tilted_double_well_y_law(a0, lam)
+    return integrate.quad(lambda y: float(ndtr(a0 + lam * y)) * w(y), -np.inf, np.inf, **opts)[0] / z
+
+
+def _periodic_base_potential(potential: str) -> Callable[[np.ndarray], np.ndarray]:
+    if potential == "quadratic":
+        return lambda x: x**2 / 2
+    if potential == "quartic":
+        return lambda x: x**4 / 4 - x**2 / 2
+    raise ValueError(f"potential={potential!r} must be 'quadratic' (3a) or 'quartic' (3b)")
+
+
+def periodic_potential_moments(potential: str = "quadratic", sigma: float = 0.5, A: float = 1.0,
+                               eps: float | None = None, powers=(2, 4)) -> dict[int, float]:
+    """REFERENCE problem 3: invariant moments of ``dX = -V'(X) dt - (1/eps) p'(X/eps) dt +
+    sqrt(2 sigma) dW`` with ``p(y) = A cos(2 pi y)``.
+
+    Parameters
+    ----------
+    potential : {"quadratic", "quartic"}
+        ``V = x^2/2`` (3a) or ``V = x^4/4 - x^2/2`` (3b).
+    sigma, A : float
+        Temperature and amplitude of the periodic potential.
+    eps : float, optional
+        None: the homogenized invariant law ``∝ exp(-V/sigma)`` (for 3a, ``E[X^2] = sigma``).
+        A number: the exact finite-eps law ``∝ exp(-(V(x) + p(x/eps))/sigma)``, whose moments
+        differ from the homogenized ones by ``O(exp(-2 pi^2 sigma/eps^2))``; computed by the
+        trapezoid rule on a grid of spacing ``eps/400`` (spectrally accurate for this entire,
+        rapidly decaying integrand).
+    powers : iterable of int
+
+    Returns
+    -------
+    dict
+        ``{k: E[X^k]}``.
+    """
+    V = _periodic_base_potential(potential)
+    if eps is None:
+        return stationary_moments_1d(lambda x: -V(x) / sigma, powers)
+    # Support: |x| <= L with (V(L) - |A|)/sigma beyond the double-precision underflow.
+    L = 1.0
+    while (float(V(np.asarray(L))) - abs(A)) / sigma < 760.0:
+        L *= 1.5
+    n = int(math.ceil(2 * L / (eps / 400.0))) + 1
+    x = np.linspace(-L, L, n)
+    logw = -(V(x) + A * np.cos(2 * np.pi * x / eps)) / sigma
+    w = np.exp(logw - logw.max())
+    z = w.sum()
+    return {k: float(np.sum(x**k * w) / z) for k in powers}
+
+
+def double_well_moments(sigma: float = 0.4, powers=(2, 4)) -> dict[int, float]:
+    """REFERENCE problem 5: stationary moments of ``dX = (X - X^3) dt + sigma dW``, density
+    ``∝ exp(-2U/sigma^2)``, ``U = x^4/4 - x^2/2`` (odd moments vanish)."""
+    return averaged_gradient_moments(lambda x: x**4 / 4 - x**2 / 2, sigma, powers)

@@ -18,9 +18,15 @@
 
 namespace ms::cpu {
 
+// Paths per SIMD block. Models whose size is a runtime parameter (Lorenz-96) use one path per
+// block: their loops over hundreds of components vectorise instead.
 template <class Real>
 constexpr int lanes() {
   return sizeof(Real) == 8 ? 16 : 32;
+}
+template <class M, class Real>
+constexpr int lanes_for() {
+  return M::kNX > 0 ? lanes<Real>() : 1;
 }
 
 // Block-local buffers, [component][lane].
@@ -127,7 +133,7 @@ void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block
 // poll for interruption) never change the numbers: state round-trips exactly through `state`.
 template <class M, class Real>
 RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
-  constexpr int W = lanes<Real>();
+  constexpr int W = lanes_for<M, Real>();
   const int nx = m.nx(), ny = m.ny(), dim = nx + ny;
   const int64_t n = spec.n_paths;
   const int64_t nblocks = (n + W - 1) / W;

@@ -57,7 +57,11 @@ MS_INLINE bool em_step(const M& m, const StepCoef<Real>& k, V x, V y, V xn, V yn
   const int nx = m.nx(), ny = m.ny();
   m.slow_drift(x, y, s.f);
   m.slow_noise(x, y, s.a);
-  normals<Real>(key, STREAM_DYNAMICS, path, step, nx + ny, s.z);
+  if (model_noisy(m)) {
+    normals<Real>(key, STREAM_DYNAMICS, path, step, nx + ny, s.z);
+  } else {
+    for (int i = 0; i < nx + ny; ++i) s.z[i] = Real(0);
+  }
   bool ok = true;
   if constexpr (M::kScaling == Scaling::kHomogenization) {
     m.slow_drift0(x, y, s.f0);

@@ -205,13 +205,17 @@ struct Lorenz96 {
   }
   MS_INLINE int nx() const { return K; }
   MS_INLINE int ny() const { return K * J; }
+  // Deterministic unless a noise amplitude is set: then no normals are drawn at all.
+  MS_INLINE bool noisy() const { return sigma_x != Real(0) || sigma_y != Real(0); }
+  // Ring neighbours without integer division (the loops below are the hot path; their
+  // interiors have affine indices and vectorise over components).
+  MS_INLINE static int wrap(int i, int n) { return i < 0 ? i + n : (i >= n ? i - n : i); }
   template <class V, class W>
   MS_INLINE void slow_drift(V x, V y, W f) const {
     for (int k = 0; k < K; ++k) {
-      const int km1 = (k + K - 1) % K, km2 = (k + K - 2) % K, kp1 = (k + 1) % K;
       Real s = Real(0);
       for (int j = 0; j < J; ++j) s += y[k * J + j];
-      f[k] = -x[km1] * (x[km2] - x[kp1]) - x[k] + F - hcb * s;
+      f[k] = -x[wrap(k - 1, K)] * (x[wrap(k - 2, K)] - x[wrap(k + 1, K)]) - x[k] + F - hcb * s;
     }
   }
   template <class V, class W>
@@ -221,10 +225,22 @@ struct Lorenz96 {
   template <class V, class W>
   MS_INLINE void fast_drift(V x, V y, W g) const {
     const int n = K * J;
-    for (int i = 0; i < n; ++i) {
-      const int ip1 = (i + 1) % n, ip2 = (i + 2) % n, im1 = (i + n - 1) % n;
-      g[i] = -c * b * y[ip1] * (y[ip2] - y[im1]) - c * y[i] + hcb * x[i / J];
+    const Real cb = c * b;
+    auto point = [&](int i, int k) {
+      g[i] = -cb * y[wrap(i + 1, n)] * (y[wrap(i + 2, n)] - y[wrap(i - 1, n)]) - c * y[i] + hcb * x[k];
+    };
+    for (int k = 0; k < K; ++k) {
+      const int j0 = k == 0 ? 1 : 0;          // ring ends handled separately
+      const int j1 = k == K - 1 ? J - 2 : J;
+      const Real forcing = hcb * x[k];
+      for (int j = j0; j < j1; ++j) {
+        const int i = k * J + j;
+        g[i] = -cb * y[i + 1] * (y[i + 2] - y[i - 1]) - c * y[i] + forcing;
+      }
     }
+    point(0, 0);
+    if (n >= 2) point(n - 2, (n - 2) / J);
+    point(n - 1, K - 1);
   }
   template <class V, class W>
   MS_INLINE void fast_noise(V, V, W bb) const {

@@ -17,6 +17,8 @@
 //   ou_theta(), ou_mean(x, mu)   when kOU
 #pragma once
 #include <cmath>
+#include <type_traits>
+#include <utility>
 
 #include "../config.h"
 
@@ -30,6 +32,22 @@ enum class Scaling : int {
 
 constexpr double kSqrt2 = 1.41421356237309504880;
 constexpr double kTwoPi = 6.28318530717958647692;
+
+// Whether the model draws noise this run: models may define `bool noisy() const` (e.g. a
+// deterministic Lorenz-96 skips its normals); the default is true.
+template <class M, class = void>
+struct HasNoisy : std::false_type {};
+template <class M>
+struct HasNoisy<M, std::void_t<decltype(std::declval<const M&>().noisy())>> : std::true_type {};
+template <class M>
+MS_INLINE bool model_noisy(const M& m) {
+  if constexpr (HasNoisy<M>::value) {
+    return m.noisy();
+  } else {
+    (void)m;
+    return true;
+  }
+}
 
 // sin(2 pi t) for any finite t, vectorisable: exact reduction of t to a quarter period, then
 // the polynomial kernel shared with the normal generator.

@@ -179,19 +179,31 @@ MS_INLINE void normals(const PhiloxKey& key, uint32_t stream, uint32_t path, uin
                        V z) {
   constexpr int NB = NormalsPerBlock<Real>::value;
   const int nblocks = (n + NB - 1) / NB;
+  // Unrolled so that, for the compile-time n of fixed-size models, the loop disappears and the
+  // caller's lane loop still vectorises.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC unroll 8
+#endif
   for (int b = 0; b < nblocks; ++b) {
     const U32x4 r = key(stream, static_cast<uint32_t>(b), path, step);
-    Real a[NB];
+    const int i0 = NB * b;
     if constexpr (NB == 2) {
+      Real a0, a1;
       box_muller((static_cast<uint64_t>(r.v[0]) << 32) | r.v[1],
-                 (static_cast<uint64_t>(r.v[2]) << 32) | r.v[3], a[0], a[1]);
+                 (static_cast<uint64_t>(r.v[2]) << 32) | r.v[3], a0, a1);
+      z[i0] = a0;
+      if (i0 + 1 < n) z[i0 + 1] = a1;
     } else {
-      box_muller(r.v[0], r.v[1], a[0], a[1]);
-      box_muller(r.v[2], r.v[3], a[2], a[3]);
-    }
-    for (int j = 0; j < NB; ++j) {
-      const int i = NB * b + j;
-      if (i < n) z[i] = a[j];
+      Real a0, a1;
+      box_muller(r.v[0], r.v[1], a0, a1);
+      z[i0] = a0;
+      if (i0 + 1 < n) z[i0 + 1] = a1;
+      if (i0 + 2 < n) {  // the second pair only when it is used
+        Real a2, a3;
+        box_muller(r.v[2], r.v[3], a2, a3);
+        z[i0 + 2] = a2;
+        if (i0 + 3 < n) z[i0 + 3] = a3;
+      }
     }
   }
 }
