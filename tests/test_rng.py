@@ -1,6 +1,7 @@
 """Counter-based generator (Philox4x32-10), Box-Muller normals and the exact summation."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -277,3 +278,20 @@ def test_exact_sum_matches_fsum_on_random_sets():
 )
 def test_exact_sum_edge_cases(values, expected):
     assert _core.exact_sum(np.asarray(values, dtype=np.float64)) == expected
+
+
+@pytest.mark.parametrize("values,expected", [
+    ([1.0, np.inf, 2.0], np.inf),
+    ([-np.inf, 1e300, 5.0], -np.inf),
+    ([np.inf, -np.inf], np.nan),
+    ([np.nan, 1.0], np.nan),
+    ([1e308, 1e308], np.inf),  # exact sum overflows double
+    ([1e308, 1e308, -1e308], 1e308),  # but intermediate overflow does not exist in exact sums
+])
+def test_exact_sum_non_finite_follows_ieee(values, expected):
+    for perm in itertools.permutations(values):
+        got = _core.exact_sum(np.array(perm, dtype=float))
+        if np.isnan(expected):
+            assert np.isnan(got)
+        else:
+            assert got == expected

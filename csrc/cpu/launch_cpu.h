@@ -35,6 +35,7 @@ struct Block {
   std::vector<Real> mem;
   Real *x, *y, *xn, *yn, *f, *f0, *a, *g, *b, *z;
   std::vector<double> acc1, acc2;  // [n_obs][W] window sums of (v - shift), (v - shift)^2
+  alignas(64) int64_t cnt[W];      // states summed this window (live steps only)
   alignas(64) int32_t st[W];  // int32, not int8: mixed-width lanes defeat vectorisation
   alignas(64) int64_t fs[W];
   Block(int nx, int ny, int nobs) {
@@ -95,13 +96,16 @@ void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block
         const double sh = obs.shift[q];
         double* a1 = B.acc1.data() + q * W;
         double* a2 = B.acc2.data() + q * W;
+        // Only live path-states count, so statistics and histograms describe one population.
 #pragma omp simd
         for (int l = 0; l < W; ++l) {
-          const double d = static_cast<double>(src[l]) - sh;
+          const double d = B.st[l] == STATUS_OK ? static_cast<double>(src[l]) - sh : 0.0;
           a1[l] += d;
           a2[l] += d * d;
         }
       }
+#pragma omp simd
+      for (int l = 0; l < W; ++l) B.cnt[l] += B.st[l] == STATUS_OK ? 1 : 0;
       if (hist_thread != nullptr) {
         const int bins = obs.bins;
         for (int q = 0; q < nobs; ++q) {
@@ -110,19 +114,19 @@ void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block
           const double lo = obs.lo[q], hi = obs.hi[q];
           const double scale = bins / (hi - lo);
           int64_t* h = hist_thread + static_cast<size_t>(q) * (bins + 2);
-          for (int l = 0; l < nvalid; ++l) {
-            if (B.st[l] != STATUS_OK) continue;
+          // Bin indices in a vector loop (-1: lane not live), then scalar increments.
+          alignas(64) int32_t idx[W];
+#pragma omp simd
+          for (int l = 0; l < W; ++l) {
             const double val = static_cast<double>(src[l]);
-            int idx;
-            if (val < lo) {
-              idx = 0;
-            } else if (val >= hi) {
-              idx = bins + 1;
-            } else {
-              idx = 1 + std::min(static_cast<int>((val - lo) * scale), bins - 1);
-            }
-            ++h[idx];
+            // clamp before the cast: out-of-range double -> int conversion is undefined
+            const double r = std::max(0.0, std::min((val - lo) * scale, static_cast<double>(bins - 1)));
+            const int inner = 1 + static_cast<int>(r);
+            const int i = val < lo ? 0 : (val >= hi ? bins + 1 : inner);
+            idx[l] = B.st[l] == STATUS_OK ? i : -1;
           }
+          for (int l = 0; l < nvalid; ++l)
+            if (idx[l] >= 0) ++h[idx[l]];
         }
       }
     }
@@ -158,6 +162,7 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
 
   // Per-path window sums persist across chunks of one window: O(n_paths x n_obs) memory.
   std::vector<double> wsum1(static_cast<size_t>(nobs) * n, 0.0), wsum2(wsum1.size(), 0.0);
+  std::vector<int64_t> wcount(nobs > 0 ? n : 0, 0);
   std::vector<int64_t> hist_threads(static_cast<size_t>(threads) * hist_len, 0);
 
   auto save = [&](int si, int64_t p, const Real* xb, const Real* yb, int l, bool alive) {
@@ -204,6 +209,7 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
             B.acc1[q * W + l] = l < nvalid ? wsum1[q * n + p] : 0.0;
             B.acc2[q * W + l] = l < nvalid ? wsum2[q * n + p] : 0.0;
           }
+          B.cnt[l] = (nobs > 0 && l < nvalid) ? wcount[p] : 0;
         }
         const uint32_t path0 = static_cast<uint32_t>(spec.path_offset + p0);
         if (spec.exact_ou) {
@@ -222,6 +228,7 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
             wsum1[q * n + p] = B.acc1[q * W + l];
             wsum2[q * n + p] = B.acc2[q * W + l];
           }
+          if (nobs > 0) wcount[p] = B.cnt[l];
           if (do_save) save(save_idx, p, B.x, B.y, l, B.st[l] == STATUS_OK);
         }
       }
@@ -230,9 +237,10 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
 
     // Window complete: reduce per-path sums exactly (order-independent), then reset.
     if (accumulate && s1 == obs.window_edges[win + 1]) {
-      finish_window(obs, win, n, out.status, wsum1.data(), wsum2.data(), out, threads);
+      finish_window(obs, win, n, wcount.data(), wsum1.data(), wsum2.data(), out, threads);
       std::fill(wsum1.begin(), wsum1.end(), 0.0);
       std::fill(wsum2.begin(), wsum2.end(), 0.0);
+      std::fill(wcount.begin(), wcount.end(), 0);
       if (hist_len > 0) {
         int64_t* dst = out.hist + static_cast<size_t>(win) * hist_len;
         for (int t = 0; t < threads; ++t)

@@ -59,7 +59,7 @@ template <bool ExactOU, class M, class Real>
 __global__ void advance_kernel(M m, StepCoef<Real> k, PhiloxKey key, int64_t n, uint64_t path_offset,
                                int64_t s0, int64_t s1, Real* state, Real* scratch, int8_t* status,
                                int64_t* fail_step, KernelObs obs, bool accumulate, double* wsum1,
-                               double* wsum2, unsigned long long* hist, Real* save_out) {
+                               double* wsum2, int64_t* wcount, unsigned long long* hist, Real* save_out) {
   const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (p >= n) return;
   const int nx = m.nx(), ny = m.ny(), dim = nx + ny;
@@ -75,6 +75,7 @@ __global__ void advance_kernel(M m, StepCoef<Real> k, PhiloxKey key, int64_t n, 
       a1[q] = accumulate ? wsum1[q * n + p] : 0.0;
       a2[q] = accumulate ? wsum2[q * n + p] : 0.0;
     }
+    int64_t live_states = (accumulate && obs.nobs > 0) ? wcount[p] : 0;
     for (int64_t s = s0; s < s1 && st == STATUS_OK; ++s) {
       const bool ok = em_step<ExactOU>(m, k, x, y, xn, yn, S, key, path, static_cast<uint64_t>(s));
       if (!ok) {
@@ -85,6 +86,7 @@ __global__ void advance_kernel(M m, StepCoef<Real> k, PhiloxKey key, int64_t n, 
       for (int i = 0; i < nx; ++i) x[i] = xn[i];
       for (int j = 0; j < ny; ++j) y[j] = yn[j];
       if (accumulate) {
+        ++live_states;
         for (int q = 0; q < obs.nobs; ++q) {
           const int v = obs.vars[q];
           const double val = static_cast<double>(v < nx ? x[v] : y[v - nx]);
@@ -109,6 +111,7 @@ __global__ void advance_kernel(M m, StepCoef<Real> k, PhiloxKey key, int64_t n, 
         wsum1[q * n + p] = a1[q];
         wsum2[q * n + p] = a2[q];
       }
+      if (obs.nobs > 0) wcount[p] = live_states;
     }
     if (save_out != nullptr) {
       const Real nan = std::numeric_limits<Real>::quiet_NaN();
@@ -162,6 +165,7 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
   DeviceArray<int8_t> d_status(n);
   DeviceArray<int64_t> d_fail(n);
   DeviceArray<double> d_w1(static_cast<size_t>(nobs) * n), d_w2(static_cast<size_t>(nobs) * n);
+  DeviceArray<int64_t> d_wc(nobs > 0 ? n : 0);
   DeviceArray<unsigned long long> d_hist(hist_len);
   DeviceArray<Real> d_save(out.traj ? static_cast<size_t>(dim) * n : 0);
   DeviceArray<int> d_vars(nobs);
@@ -174,6 +178,7 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
     MS_CUDA_CHECK(cudaMemcpy(d_shift.p, obs.shift.data(), nobs * sizeof(double), cudaMemcpyHostToDevice));
     MS_CUDA_CHECK(cudaMemset(d_w1.p, 0, d_w1.n * sizeof(double)));
     MS_CUDA_CHECK(cudaMemset(d_w2.p, 0, d_w2.n * sizeof(double)));
+    MS_CUDA_CHECK(cudaMemset(d_wc.p, 0, d_wc.n * sizeof(int64_t)));
     if (obs.bins > 0) {
       MS_CUDA_CHECK(cudaMemcpy(d_lo.p, obs.lo.data(), nobs * sizeof(double), cudaMemcpyHostToDevice));
       MS_CUDA_CHECK(cudaMemcpy(d_hi.p, obs.hi.data(), nobs * sizeof(double), cudaMemcpyHostToDevice));
@@ -200,6 +205,7 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
   RunResult result;
   int win = 0;
   std::vector<double> h_w1, h_w2;
+  std::vector<int64_t> h_wc;
   std::vector<unsigned long long> h_hist(hist_len);
   std::vector<Real> h_save;
   for (size_t c = 0; c + 1 < edges.size(); ++c) {
@@ -210,10 +216,10 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
     MS_CUDA_CHECK(cudaEventRecord(e0));
     if (spec.exact_ou) {
       advance_kernel<true><<<grid, threads_per_block>>>(m, k, key, n, spec.path_offset, s0, s1, d_state.p,
-          d_scratch.p, d_status.p, d_fail.p, kobs, accumulate, d_w1.p, d_w2.p, d_hist.p, do_save ? d_save.p : nullptr);
+          d_scratch.p, d_status.p, d_fail.p, kobs, accumulate, d_w1.p, d_w2.p, d_wc.p, d_hist.p, do_save ? d_save.p : nullptr);
     } else {
       advance_kernel<false><<<grid, threads_per_block>>>(m, k, key, n, spec.path_offset, s0, s1, d_state.p,
-          d_scratch.p, d_status.p, d_fail.p, kobs, accumulate, d_w1.p, d_w2.p, d_hist.p, do_save ? d_save.p : nullptr);
+          d_scratch.p, d_status.p, d_fail.p, kobs, accumulate, d_w1.p, d_w2.p, d_wc.p, d_hist.p, do_save ? d_save.p : nullptr);
     }
     MS_CUDA_CHECK(cudaGetLastError());
     MS_CUDA_CHECK(cudaEventRecord(e1));
@@ -234,10 +240,12 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
       h_w2.resize(d_w2.n);
       MS_CUDA_CHECK(cudaMemcpy(h_w1.data(), d_w1.p, d_w1.n * sizeof(double), cudaMemcpyDeviceToHost));
       MS_CUDA_CHECK(cudaMemcpy(h_w2.data(), d_w2.p, d_w2.n * sizeof(double), cudaMemcpyDeviceToHost));
-      MS_CUDA_CHECK(cudaMemcpy(h_status.data(), d_status.p, n * sizeof(int8_t), cudaMemcpyDeviceToHost));
-      finish_window(obs, win, n, h_status.data(), h_w1.data(), h_w2.data(), out, spec.threads > 0 ? spec.threads : 1);
+      h_wc.resize(d_wc.n);
+      MS_CUDA_CHECK(cudaMemcpy(h_wc.data(), d_wc.p, d_wc.n * sizeof(int64_t), cudaMemcpyDeviceToHost));
+      finish_window(obs, win, n, h_wc.data(), h_w1.data(), h_w2.data(), out, spec.threads > 0 ? spec.threads : 1);
       MS_CUDA_CHECK(cudaMemset(d_w1.p, 0, d_w1.n * sizeof(double)));
       MS_CUDA_CHECK(cudaMemset(d_w2.p, 0, d_w2.n * sizeof(double)));
+      MS_CUDA_CHECK(cudaMemset(d_wc.p, 0, d_wc.n * sizeof(int64_t)));
       if (hist_len > 0) {
         MS_CUDA_CHECK(cudaMemcpy(h_hist.data(), d_hist.p, hist_len * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
         for (int i = 0; i < hist_len; ++i) out.hist[static_cast<size_t>(win) * hist_len + i] = static_cast<int64_t>(h_hist[i]);

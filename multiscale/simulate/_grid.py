@@ -9,10 +9,11 @@ _REL = 1e-9
 
 
 def steps_of(t: float, dt: float, what: str) -> int:
-    """Number of steps ``t/dt``; raises ``ValueError`` unless it is (nearly) an integer."""
+    """Number of steps ``t/dt``; raises ``ValueError`` unless it is an integer to within a
+    relative 1e-9 of ``t`` (so a positive ``t`` far below ``dt`` is rejected, not rounded to 0)."""
     k = round(t / dt)
-    if abs(k * dt - t) > _REL * max(abs(t), dt):
-        raise ValueError(f"{what}={t!r} is not a multiple of dt={dt!r}")
+    if abs(k * dt - t) > _REL * abs(t):
+        raise ValueError(f"{what}={float(t)!r} is not a multiple of dt={float(dt)!r}")
     return int(k)
 
 
@@ -38,7 +39,7 @@ def save_steps(n_steps: int, dt: float, save_every: int | None, save_times) -> n
         steps = []
         for t in times:
             if not math.isfinite(t) or t < 0 or t > t_end * (1 + _REL):
-                raise ValueError(f"save time {t!r} is outside [0, t_end={t_end!r}]")
+                raise ValueError(f"save time {float(t)!r} is outside [0, t_end={t_end!r}]")
             steps.append(steps_of(float(t), dt, "save time"))
         out = np.unique(np.asarray(steps, dtype=np.int64))
         return out

@@ -1,8 +1,20 @@
 """Typed, frozen options for :func:`multiscale.simulate`."""
 from __future__ import annotations
 
+import math
+import operator
 from dataclasses import dataclass
 from enum import Enum
+
+
+def _as_float(owner: str, name: str, value: object) -> float:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner} {name}={value!r} must be a number") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{owner} {name}={value!r} must be finite")
+    return v
 
 
 class FastStep(Enum):
@@ -36,10 +48,19 @@ class Histogram:
     hi: float
 
     def __post_init__(self) -> None:
-        if not isinstance(self.bins, int) or self.bins < 1:
+        # Store plain Python numbers (NumPy scalars included) so options serialise to JSON.
+        try:
+            bins = operator.index(self.bins)
+        except TypeError:
+            bins = 0
+        if bins < 1 or isinstance(self.bins, bool):
             raise ValueError(f"Histogram bins={self.bins!r} must be a positive integer")
-        if not (float(self.hi) > float(self.lo)):
-            raise ValueError(f"Histogram range lo={self.lo!r}, hi={self.hi!r} needs lo < hi")
+        lo, hi = _as_float("Histogram", "lo", self.lo), _as_float("Histogram", "hi", self.hi)
+        if not hi > lo:
+            raise ValueError(f"Histogram range lo={lo!r}, hi={hi!r} needs lo < hi")
+        object.__setattr__(self, "bins", int(bins))
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
 
 
 @dataclass(frozen=True)
@@ -47,8 +68,10 @@ class Observables:
     """Streaming statistics computed in the kernel without storing paths.
 
     For every window of ``window`` time units starting at ``start`` (until ``t_end``), and each
-    named state component, the mean and variance over all live paths and all states in the
-    window (times ``t`` with ``window_start < t <= window_end``), and optionally a histogram.
+    named state component, the mean and variance over the path-states of the window (times
+    ``t`` with ``window_start < t <= window_end``) at which the path was live, and optionally a
+    histogram of the same path-states. A path that fails (status NONFINITE) contributes its
+    states before the failure; ``obs_count`` says how many path-states were summed.
     Memory is proportional to ``n_paths``, not to the number of steps.
 
     Parameters
@@ -80,3 +103,10 @@ class Observables:
             raise ValueError("Observables needs at least one variable")
         if len(self.variables) > 8:
             raise ValueError(f"Observables takes at most 8 variables, got {len(self.variables)}")
+        object.__setattr__(self, "variables", tuple(str(v) for v in self.variables))
+        if self.window is not None:
+            object.__setattr__(self, "window", _as_float("Observables", "window", self.window))
+        object.__setattr__(self, "start", _as_float("Observables", "start", self.start))
+        object.__setattr__(self, "shift", _as_float("Observables", "shift", self.shift))
+        if self.histogram is not None and not isinstance(self.histogram, Histogram):
+            raise ValueError(f"Observables histogram={self.histogram!r} must be a multiscale.Histogram")

@@ -273,9 +273,9 @@ def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, n_paths, names, m,
         coords["window_start"] = ("window", edges[:-1] * dt, {"units": "model time"})
         coords["window_end"] = ("window", edges[1:] * dt, {"units": "model time"})
         data_vars["obs_mean"] = (("window", "observable"), res["obs_mean"],
-                                 {"long_name": "mean over live paths and states in the window"})
+                                 {"long_name": "mean over the live path-states of the window"})
         data_vars["obs_var"] = (("window", "observable"), res["obs_var"],
-                                {"long_name": "unbiased variance over live paths and states in the window"})
+                                {"long_name": "unbiased variance over the live path-states of the window"})
         data_vars["obs_count"] = (("window", "observable"), res["obs_count"],
                                   {"long_name": "number of path-states summed", "units": "1"})
         if bins:

@@ -4,7 +4,7 @@
 // terms, i.e. on thread count, chunking and MPI rank count. This accumulator keeps the sum as
 // an exact fixed-point integer (2^-1074 resolution, 32-bit digits in int64 limbs with carry
 // headroom), so merging accumulators is integer addition: associative and commutative. The
-// conversion back to double is a fixed function of the canonical digits, hence bitwise
+// conversion back to double (finite sums) is a fixed function of the canonical digits, hence bitwise
 // reproducible whatever the order of additions. Cost: a handful of integer operations per add.
 #pragma once
 #include <cmath>
@@ -21,14 +21,22 @@ class ExactSum {
   void clear() {
     std::memset(limb_, 0, sizeof limb_);
     pending_ = 0;
+    pos_inf_ = neg_inf_ = nan_ = false;
   }
 
-  // v must be finite (callers exclude non-finite paths before summing).
+  // Non-finite terms follow IEEE semantics: any NaN, or +inf and -inf together, give NaN;
+  // otherwise an infinity wins.
   void add(double v) {
     uint64_t b;
     std::memcpy(&b, &v, sizeof b);
     const int e = static_cast<int>((b >> 52) & 0x7ff);
     uint64_t mant = b & 0x000fffffffffffffULL;
+    if (e == 0x7ff) {
+      if (mant != 0) nan_ = true;
+      else if (b >> 63) neg_inf_ = true;
+      else pos_inf_ = true;
+      return;
+    }
     if (e == 0 && mant == 0) return;
     if (e != 0) mant |= 0x0010000000000000ULL;
     const int pos = (e == 0 ? 1 : e) - 1;  // bit position of mant's lsb relative to 2^-1074
@@ -50,6 +58,9 @@ class ExactSum {
   }
 
   void merge(const ExactSum& o) {
+    pos_inf_ |= o.pos_inf_;
+    neg_inf_ |= o.neg_inf_;
+    nan_ |= o.nan_;
     for (int i = 0; i < kLimbs; ++i) limb_[i] += o.limb_[i];
     pending_ += o.pending_ + 1;
     if (pending_ >= (int64_t(1) << 29)) normalize();
@@ -67,6 +78,9 @@ class ExactSum {
 
   // Deterministic rounding of the exact value (within 1 ulp of it).
   double value() const {
+    if (nan_ || (pos_inf_ && neg_inf_)) return std::nan("");
+    if (pos_inf_) return HUGE_VAL;
+    if (neg_inf_) return -HUGE_VAL;
     ExactSum t = *this;
     t.normalize();
     bool neg = t.limb_[kLimbs - 1] < 0;
@@ -89,6 +103,7 @@ class ExactSum {
  private:
   int64_t limb_[kLimbs];
   int64_t pending_;
+  bool pos_inf_, neg_inf_, nan_;
 };
 
 }  // namespace ms

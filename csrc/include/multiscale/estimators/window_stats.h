@@ -8,30 +8,29 @@
 #include <vector>
 
 #include "../run.h"
-#include "../status.h"
 #include "exact_sum.h"
 
 namespace ms {
 
-// wsum1/wsum2: [n_obs][n_paths] sums of (v - shift) and (v - shift)^2 over the window's states.
+// wsum1/wsum2: [n_obs][n_paths] sums of (v - shift) and (v - shift)^2 over the states of the
+// window at which the path was live (status OK); count: [n_paths] number of such states. A path
+// that fails mid-window contributes its states before the failure, exactly as the histogram does.
 template <class Real>
-void finish_window(const ObservableSpec& obs, int win, int64_t n, const int8_t* status,
+void finish_window(const ObservableSpec& obs, int win, int64_t n, const int64_t* count,
                    const double* wsum1, const double* wsum2, const RunBuffers<Real>& out,
                    int threads) {
   const int nobs = obs.n_obs();
-  const int64_t steps = obs.window_edges[win + 1] - obs.window_edges[win];
+  int64_t N = 0;
+  for (int64_t p = 0; p < n; ++p) N += count[p];
   for (int q = 0; q < nobs; ++q) {
     ExactSum S1, S2;
-    int64_t live = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : live)
+#pragma omp parallel num_threads(threads)
     {
       ExactSum t1, t2;
 #pragma omp for schedule(static) nowait
       for (int64_t p = 0; p < n; ++p) {
-        if (status[p] != STATUS_OK) continue;
         t1.add(wsum1[q * n + p]);
         t2.add(wsum2[q * n + p]);
-        ++live;
       }
 #pragma omp critical
       {
@@ -39,7 +38,6 @@ void finish_window(const ObservableSpec& obs, int win, int64_t n, const int8_t* 
         S2.merge(t2);
       }
     }
-    const int64_t N = live * steps;
     const size_t o = static_cast<size_t>(win) * nobs + q;
     out.obs_count[o] = N;
     const double m1 = N > 0 ? S1.value() / static_cast<double>(N) : std::nan("");

@@ -36,9 +36,13 @@ StepCoef<Real> make_step_coef(const M& m, double dt, double eps) {
   k.tau = Real(tau);
   k.sqtau = Real(std::sqrt(tau));
   k.inv_eps = Real(M::kScaling == Scaling::kHomogenization ? 1.0 / eps : 0.0);
-  const double theta = static_cast<double>(m.ou_theta());
-  k.ou_decay = Real(std::exp(-theta * tau));
-  k.ou_sd = Real(std::sqrt(-std::expm1(-2.0 * theta * tau) / (2.0 * theta)));
+  k.ou_decay = Real(1);
+  k.ou_sd = Real(0);
+  if constexpr (M::kOU) {
+    const double theta = static_cast<double>(m.ou_theta());
+    k.ou_decay = Real(std::exp(-theta * tau));
+    k.ou_sd = Real(std::sqrt(-std::expm1(-2.0 * theta * tau) / (2.0 * theta)));
+  }
   return k;
 }
 

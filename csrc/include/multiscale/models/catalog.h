@@ -6,6 +6,14 @@
 
 namespace ms {
 
+// Base of models with no explicit fast variable (ny = 0): the fast part is empty.
+struct NoFastVariables {
+  template <class V, class W>
+  MS_INLINE void fast_drift(V, V, W) const {}
+  template <class V, class W>
+  MS_INLINE void fast_noise(V, V, W) const {}
+};
+
 // Problem 1a: dX = (X - X^3 + c Y) dt + sigma dU,  dY = -(Y - X)/eps dt + sqrt(2/eps) dV.
 template <class Real>
 struct FastOULinear {
@@ -68,21 +76,18 @@ struct TiltedDoubleWell {
   }
   template <class V, class W>
   MS_INLINE void fast_noise(V, V, W b) const { b[0] = Real(kSqrt2); }
-  MS_INLINE Real ou_theta() const { return Real(1); }
-  template <class V, class W>
-  MS_INLINE void ou_mean(V, W) const {}
 };
 
 // Problem 3: dX = -V'(X) dt - (1/eps) p'(X/eps) dt + sqrt(2 sigma) dW, p(y) = A cos(2 pi y).
 // Quartic = false: V = x^2/2 (3a); Quartic = true: V = x^4/4 - x^2/2 (3b).
 template <class Real, bool Quartic>
-struct PeriodicPotential {
+struct PeriodicPotential : NoFastVariables {
   static constexpr int kNX = 1, kNY = 0, kNumParams = 2;
   static constexpr Scaling kScaling = Scaling::kNone;
   static constexpr bool kOU = false;
   Real A, sigma, inv_eps, noise;
   static PeriodicPotential from_params(const double* p, double eps) {
-    return {Real(p[0]), Real(p[1]), Real(1.0 / eps), Real(std::sqrt(2.0 * p[1]))};
+    return {{}, Real(p[0]), Real(p[1]), Real(1.0 / eps), Real(std::sqrt(2.0 * p[1]))};
   }
   MS_INLINE int nx() const { return 1; }
   MS_INLINE int ny() const { return 0; }
@@ -94,13 +99,6 @@ struct PeriodicPotential {
   }
   template <class V, class W>
   MS_INLINE void slow_noise(V, V, W a) const { a[0] = noise; }
-  template <class V, class W>
-  MS_INLINE void fast_drift(V, V, W) const {}
-  template <class V, class W>
-  MS_INLINE void fast_noise(V, V, W) const {}
-  MS_INLINE Real ou_theta() const { return Real(1); }
-  template <class V, class W>
-  MS_INLINE void ou_mean(V, W) const {}
 };
 
 // Problem 4: fast OU noise, homogenization scaling:
@@ -132,36 +130,29 @@ struct FastOUNoise {
 
 // Problem 5: dX = (X - X^3) dt + sigma dW (single scale; the averaged SDE of 1a with c = 0).
 template <class Real>
-struct DoubleWell {
+struct DoubleWell : NoFastVariables {
   static constexpr int kNX = 1, kNY = 0, kNumParams = 1;
   static constexpr Scaling kScaling = Scaling::kNone;
   static constexpr bool kOU = false;
   Real sigma;
-  static DoubleWell from_params(const double* p, double) { return {Real(p[0])}; }
+  static DoubleWell from_params(const double* p, double) { return {{}, Real(p[0])}; }
   MS_INLINE int nx() const { return 1; }
   MS_INLINE int ny() const { return 0; }
   template <class V, class W>
   MS_INLINE void slow_drift(V x, V, W f) const { f[0] = x[0] - x[0] * x[0] * x[0]; }
   template <class V, class W>
   MS_INLINE void slow_noise(V, V, W a) const { a[0] = sigma; }
-  template <class V, class W>
-  MS_INLINE void fast_drift(V, V, W) const {}
-  template <class V, class W>
-  MS_INLINE void fast_noise(V, V, W) const {}
-  MS_INLINE Real ou_theta() const { return Real(1); }
-  template <class V, class W>
-  MS_INLINE void ou_mean(V, W) const {}
 };
 
 // Problem 6a: Ornstein-Uhlenbeck dX = -theta X dt + sqrt(2 D) dW.
 template <class Real>
-struct OrnsteinUhlenbeck {
+struct OrnsteinUhlenbeck : NoFastVariables {
   static constexpr int kNX = 1, kNY = 0, kNumParams = 2;
   static constexpr Scaling kScaling = Scaling::kNone;
   static constexpr bool kOU = false;
   Real theta, noise;
   static OrnsteinUhlenbeck from_params(const double* p, double) {
-    return {Real(p[0]), Real(std::sqrt(2.0 * p[1]))};
+    return {{}, Real(p[0]), Real(std::sqrt(2.0 * p[1]))};
   }
   MS_INLINE int nx() const { return 1; }
   MS_INLINE int ny() const { return 0; }
@@ -169,13 +160,6 @@ struct OrnsteinUhlenbeck {
   MS_INLINE void slow_drift(V x, V, W f) const { f[0] = -theta * x[0]; }
   template <class V, class W>
   MS_INLINE void slow_noise(V, V, W a) const { a[0] = noise; }
-  template <class V, class W>
-  MS_INLINE void fast_drift(V, V, W) const {}
-  template <class V, class W>
-  MS_INLINE void fast_noise(V, V, W) const {}
-  MS_INLINE Real ou_theta() const { return Real(1); }
-  template <class V, class W>
-  MS_INLINE void ou_mean(V, W) const {}
 };
 
 // Two-scale Lorenz-96 (Lorenz 1996; Wilks 2005; Arnold et al. 2013), K slow and J*K fast
@@ -247,9 +231,6 @@ struct Lorenz96 {
     const int n = K * J;
     for (int i = 0; i < n; ++i) bb[i] = sigma_y;
   }
-  MS_INLINE Real ou_theta() const { return Real(1); }
-  template <class V, class W>
-  MS_INLINE void ou_mean(V, W) const {}
 };
 
 // X-macro list: (id, C++ type). The id is the index used by the bindings and Python catalogue.

@@ -14,7 +14,8 @@
 //   slow_noise(x, y, a)   diagonal slow noise alpha
 //   fast_drift(x, y, g)   fast drift g (before the 1/eps or 1/eps^2 factor)
 //   fast_noise(x, y, b)   diagonal fast noise beta (before the 1/sqrt(eps) or 1/eps factor)
-//   ou_theta(), ou_mean(x, mu)   when kOU
+//   ou_theta(), ou_mean(x, mu)   only when kOU
+// Models without fast variables derive from NoFastVariables (catalog.h).
 #pragma once
 #include <cmath>
 #include <type_traits>
