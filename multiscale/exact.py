@@ -126,6 +126,16 @@ def tilted_double_well_log_partition(s: float) -> float:
 
     ``Z(lam x)`` normalises the frozen fast law ``mu_x(dy) ∝ exp(-y^4/4 + y^2/2 + lam x y) dy``;
     the log form stays finite for large ``|s|`` where ``Z`` itself overflows.
+
+    Parameters
+    ----------
+    s : float
+        Tilt, ``lam * x`` for the frozen slow value ``x``.
+
+    Returns
+    -------
+    float
+        ``log Z(s)``; ``d/ds log Z = E_{mu}[Y]`` and ``d^2/ds^2 log Z = Var_{mu}(Y)``.
     """
     s = float(s)
     # Centre the exponent at its maximiser y* (the largest real root of y^3 - y - s).
@@ -142,9 +152,23 @@ def tilted_double_well_log_partition(s: float) -> float:
 
 
 def tilted_double_well_x_log_density(x: np.ndarray, a0: float = 0.1, lam: float = 1.5) -> np.ndarray:
-    """Unnormalised log of the invariant X-marginal of REFERENCE problem 2,
-    ``a0 x - x^2/2 + log Z(lam x)`` (exact for the full system at every eps, and the
-    invariant density of the averaged SDE). Vectorised over ``x``; one quadrature per point."""
+    """Unnormalised log of the invariant X-marginal of REFERENCE problem 2.
+
+    ``a0 x - x^2/2 + log Z(lam x)``: exact for the full system at every eps, and the invariant
+    density of the averaged SDE. Pass it to :func:`stationary_moments_1d` for the X-route of
+    :func:`tilted_double_well_moments` (about a second: one quadrature per point).
+
+    Parameters
+    ----------
+    x : array_like
+    a0, lam : float
+        Constant slow forcing and slow/fast coupling.
+
+    Returns
+    -------
+    numpy.ndarray
+        The log-density at ``x`` (same shape).
+    """
     x = np.asarray(x, dtype=float)
     logz = np.vectorize(tilted_double_well_log_partition, otypes=[float])(lam * x)
     return a0 * x - x**2 / 2 + logz
@@ -199,8 +223,20 @@ def tilted_double_well_moments(a0: float = 0.1, lam: float = 1.5, powers=(1, 2, 
 
 
 def tilted_double_well_prob_positive(a0: float = 0.1, lam: float = 1.5) -> float:
-    """REFERENCE problem 2: ``P(X > 0)`` under the invariant law, ``E[Phi(a0 + lam Y)]``
-    (reference value 0.6202436866 for the defaults)."""
+    """REFERENCE problem 2: ``P(X > 0)`` under the invariant law.
+
+    Computed as ``E[Phi(a0 + lam Y)]`` over the Y-marginal (``X | Y ~ N(a0 + lam Y, 1)``).
+
+    Parameters
+    ----------
+    a0, lam : float
+        Constant slow forcing and slow/fast coupling.
+
+    Returns
+    -------
+    float
+        ``P(X > 0)``; 0.6202436866 for the defaults.
+    """
     from scipy.special import ndtr
 
     w, z, opts = _tilted_double_well_y_law(a0, lam)
@@ -255,6 +291,20 @@ def periodic_potential_moments(potential: str = "quadratic", sigma: float = 0.5,
 
 
 def double_well_moments(sigma: float = 0.4, powers=(2, 4)) -> dict[int, float]:
-    """REFERENCE problem 5: stationary moments of ``dX = (X - X^3) dt + sigma dW``, density
-    ``∝ exp(-2U/sigma^2)``, ``U = x^4/4 - x^2/2`` (odd moments vanish)."""
+    """REFERENCE problem 5: stationary moments of ``dX = (X - X^3) dt + sigma dW``.
+
+    The density is ``∝ exp(-2U/sigma^2)``, ``U = x^4/4 - x^2/2``; odd moments vanish and
+    ``E[X^4] = E[X^2] + sigma^2/2`` (from ``E[L x^2] = 0``).
+
+    Parameters
+    ----------
+    sigma : float
+        Noise amplitude.
+    powers : iterable of int
+
+    Returns
+    -------
+    dict
+        ``{k: E[X^k]}``.
+    """
     return averaged_gradient_moments(lambda x: x**4 / 4 - x**2 / 2, sigma, powers)

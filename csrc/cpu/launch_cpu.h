@@ -62,10 +62,21 @@ struct Block {
   }
 };
 
+// Where a block writes its saved states: traj[p][si][:] for the block's paths, at the save
+// steps in [s0, s1] (no barrier between threads is needed for saving).
+template <class Real>
+struct SaveSink {
+  Real* traj;              // [n_paths][nsave][dim] or nullptr
+  const int64_t* steps;    // ascending save steps
+  int nsave;
+  int next;                // index of the first save step > s0
+  int dim;
+};
+
 template <bool ExactOU, class M, class Real, int W>
 void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block<Real, W>& B,
-                   uint32_t path0, int64_t s0, int64_t s1, const ObservableSpec& obs,
-                   bool accumulate, int64_t* hist_thread, int nvalid) {
+                   uint32_t path0, int64_t p0, int64_t s0, int64_t s1, const ObservableSpec& obs,
+                   bool accumulate, int64_t* hist_thread, int nvalid, SaveSink<Real> save) {
   using V = View<Real, W>;
   // Model, coefficients and key are taken by value: as locals they cannot alias the block
   // buffers, so the compiler keeps them in registers and the lane loop vectorises.
@@ -88,6 +99,16 @@ void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block
       const bool fail = live & !ok;
       B.st[l] = fail ? static_cast<int32_t>(STATUS_NONFINITE) : B.st[l];
       B.fs[l] = fail ? s : B.fs[l];
+    }
+    if (save.traj != nullptr && save.next < save.nsave && save.steps[save.next] == s + 1) {
+      const Real nan = std::numeric_limits<Real>::quiet_NaN();
+      for (int l = 0; l < nvalid; ++l) {
+        Real* dst = save.traj + (static_cast<size_t>(p0 + l) * save.nsave + save.next) * save.dim;
+        const bool alive = B.st[l] == STATUS_OK;  // failed paths read NaN from their failure on
+        for (int i = 0; i < nx; ++i) dst[i] = alive ? B.x[i * W + l] : nan;
+        for (int j = 0; j < ny; ++j) dst[nx + j] = alive ? B.y[j * W + l] : nan;
+      }
+      ++save.next;
     }
     if (accumulate) {
       for (int q = 0; q < nobs; ++q) {
@@ -133,8 +154,9 @@ void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block
   }
 }
 
-// Runs the whole ensemble. Chunk boundaries (save points, window edges, and periodic breaks to
-// poll for interruption) never change the numbers: state round-trips exactly through `state`.
+// Runs the whole ensemble. Chunk boundaries (window edges and periodic breaks to poll for
+// interruption) never change the numbers: state round-trips exactly through `state`. Saves
+// happen inside the block loop, so many save points cost no synchronisation.
 template <class M, class Real>
 RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
   constexpr int W = lanes_for<M, Real>();
@@ -158,19 +180,12 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
   // Polling about every 2^26 component-steps (~0.2 s of one core) keeps Ctrl-C response under a
   // second while the per-chunk barrier costs well under 1%.
   const std::vector<int64_t> edges =
-      chunk_edges(spec, static_cast<double>(n) * std::max(dim, 1), 67108864.0);
+      chunk_edges(spec, static_cast<double>(n) * std::max(dim, 1), 67108864.0, false);
 
   // Per-path window sums persist across chunks of one window: O(n_paths x n_obs) memory.
   std::vector<double> wsum1(static_cast<size_t>(nobs) * n, 0.0), wsum2(wsum1.size(), 0.0);
   std::vector<int64_t> wcount(nobs > 0 ? n : 0, 0);
   std::vector<int64_t> hist_threads(static_cast<size_t>(threads) * hist_len, 0);
-
-  auto save = [&](int si, int64_t p, const Real* xb, const Real* yb, int l, bool alive) {
-    Real* dst = out.traj + (static_cast<size_t>(p) * nsave + si) * dim;
-    const Real nan = std::numeric_limits<Real>::quiet_NaN();
-    for (int i = 0; i < nx; ++i) dst[i] = alive ? xb[i * W + l] : nan;
-    for (int j = 0; j < ny; ++j) dst[nx + j] = alive ? yb[j * W + l] : nan;
-  };
 
   int save_idx = 0;
   if (out.traj != nullptr && nsave > 0 && spec.save_steps[0] == 0) {
@@ -186,7 +201,8 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
     const int64_t s0 = edges[c], s1 = edges[c + 1];
     while (win < nwin && obs.window_edges[win + 1] <= s0) ++win;
     const bool accumulate = win < nwin && obs.window_edges[win] <= s0 && s1 <= obs.window_edges[win + 1];
-    const bool do_save = out.traj != nullptr && save_idx < nsave && spec.save_steps[save_idx] == s1;
+    while (save_idx < nsave && spec.save_steps[save_idx] <= s0) ++save_idx;
+    const SaveSink<Real> sink{out.traj, spec.save_steps.data(), nsave, save_idx, dim};
 
 #pragma omp parallel num_threads(threads)
     {
@@ -213,9 +229,9 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
         }
         const uint32_t path0 = static_cast<uint32_t>(spec.path_offset + p0);
         if (spec.exact_ou) {
-          advance_block<true>(m, k, key, B, path0, s0, s1, obs, accumulate, hist_t, nvalid);
+          advance_block<true>(m, k, key, B, path0, p0, s0, s1, obs, accumulate, hist_t, nvalid, sink);
         } else {
-          advance_block<false>(m, k, key, B, path0, s0, s1, obs, accumulate, hist_t, nvalid);
+          advance_block<false>(m, k, key, B, path0, p0, s0, s1, obs, accumulate, hist_t, nvalid, sink);
         }
         for (int l = 0; l < nvalid; ++l) {
           const int64_t p = p0 + l;
@@ -229,11 +245,9 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
             wsum2[q * n + p] = B.acc2[q * W + l];
           }
           if (nobs > 0) wcount[p] = B.cnt[l];
-          if (do_save) save(save_idx, p, B.x, B.y, l, B.st[l] == STATUS_OK);
         }
       }
     }
-    if (do_save) ++save_idx;
 
     // Window complete: reduce per-path sums exactly (order-independent), then reset.
     if (accumulate && s1 == obs.window_edges[win + 1]) {

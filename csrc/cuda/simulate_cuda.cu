@@ -195,7 +195,7 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
   }
 
   // A GPU sustains ~1e10 simple path-steps/s: poll about every 2^30 component-steps.
-  const std::vector<int64_t> edges = chunk_edges(spec, static_cast<double>(n) * std::max(dim, 1), 1073741824.0);
+  const std::vector<int64_t> edges = chunk_edges(spec, static_cast<double>(n) * std::max(dim, 1), 1073741824.0, true);
   const int threads_per_block = 128;
   const unsigned grid = static_cast<unsigned>((n + threads_per_block - 1) / threads_per_block);
   cudaEvent_t e0, e1;

@@ -48,12 +48,14 @@ void finish_window(const ObservableSpec& obs, int win, int64_t n, const int64_t*
   }
 }
 
-// Chunk edges of a run: union of 0, n_steps, save steps, window edges, and periodic breaks
-// so that the calling thread can poll for interruption about every `work_per_poll` units.
+// Chunk edges of a run: union of 0, n_steps, window edges, save steps (if the launcher saves
+// between chunks), and periodic breaks so that the calling thread can poll for interruption
+// about every `work_per_poll` units.
 inline std::vector<int64_t> chunk_edges(const RunSpec& spec, double work_per_step,
-                                        double work_per_poll) {
+                                        double work_per_poll, bool break_at_saves) {
   std::vector<int64_t> edges{0, spec.n_steps};
-  for (int64_t s : spec.save_steps) edges.push_back(s);
+  if (break_at_saves)
+    for (int64_t s : spec.save_steps) edges.push_back(s);
   for (int64_t s : spec.obs.window_edges) edges.push_back(s);
   const int64_t poll =
       std::max<int64_t>(1, static_cast<int64_t>(work_per_poll / std::max(work_per_step, 1.0)));

@@ -1,0 +1,175 @@
+"""CUDA kernels against the CPU kernels: the same seed must give the same numbers.
+
+Every random number is a pure function of (seed, path, step), and the CPU and CUDA launchers
+share the header-only numerics, so in float64 a GPU run must reproduce the CPU run to rounding
+(different FMA contraction and libm can change the last bits, hence ``rtol=1e-12`` rather than
+bitwise equality), and repeated or chunked GPU runs must be bitwise identical. Tests marked
+``cuda`` skip themselves where no CUDA device is visible; the device-selection errors are
+checked everywhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import multiscale as ms
+
+N_DEVICES = int(ms.build_info()["cuda_devices"])
+
+RTOL64, ATOL64 = 1e-12, 1e-12
+RTOL32, ATOL32 = 1e-4, 1e-4
+
+# Short runs: 100 paths x 200 steps, saved every 20 steps.
+N_PATHS, N_STEPS, SAVE_EVERY = 100, 200, 20
+
+# histogram ranges of the observed variables per case (lorenz96's X lives around F = 20)
+HIST_RANGE = {"fast_ou_linear": (-3.0, 3.0), "tilted_double_well": (-4.0, 4.0), "lorenz96": (-10.0, 30.0)}
+
+CASES = {
+    "fast_ou_linear": dict(eps=0.01, dt=1e-3),
+    "fast_ou_linear_euler": dict(model="fast_ou_linear", eps=0.01, dt=1e-3,
+                                 fast_step=ms.FastStep.EULER),
+    "fast_ou_noise": dict(eps=0.1, dt=2e-4),
+    "tilted_double_well": dict(eps=0.1, dt=1e-3),
+    "periodic_potential_quartic": dict(eps=0.2, dt=8e-5),
+    "double_well": dict(dt=1e-2),
+    # Euler is unstable for the fast advection at dt = 1e-3 (all paths NONFINITE by t ~ 0.13)
+    "lorenz96": dict(dt=2e-4, params=dict(K=4, J=3, sigma_x=0.5, sigma_y=0.5)),
+}
+
+
+def _require_gpu() -> None:
+    if N_DEVICES == 0:
+        pytest.skip("no CUDA device visible (build_info()['cuda_devices'] == 0)")
+
+
+def _run(case: str, device: str, **kw):
+    args = dict(CASES[case])
+    model = args.pop("model", case)
+    args.update(t_end=N_STEPS * args["dt"], n_paths=N_PATHS, seed=12345, save_every=SAVE_EVERY)
+    args.update(kw)
+    return ms.simulate(model, device=device, **args)
+
+
+def _assert_close(cpu, gpu, rtol, atol, names=("trajectory", "final_state")) -> None:
+    for name in names:
+        a, b = cpu[name].values, gpu[name].values
+        assert a.shape == b.shape, name
+        assert a.dtype == b.dtype, name
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=name)
+    np.testing.assert_array_equal(gpu["status"].values, cpu["status"].values)
+    np.testing.assert_array_equal(gpu["fail_step"].values, cpu["fail_step"].values)
+
+
+def _assert_identical(a, b, names=("trajectory", "final_state", "status", "fail_step")) -> None:
+    for name in names:
+        va, vb = a[name].values, b[name].values
+        assert va.dtype == vb.dtype and va.shape == vb.shape, name
+        assert np.array_equal(va, vb, equal_nan=va.dtype.kind == "f"), name
+
+
+# ---------------------------------------------------------------------------------------------
+# device selection: checked on every machine
+
+
+def test_nonexistent_cuda_device_raises():
+    with pytest.raises(ms.DeviceUnavailableError):
+        ms.simulate("fast_ou_linear", eps=0.01, dt=1e-3, t_end=1e-2, device="cuda:99")
+
+
+@pytest.mark.skipif(N_DEVICES > 0, reason="a CUDA device is visible")
+def test_cuda_without_device_raises():
+    with pytest.raises(ms.DeviceUnavailableError):
+        ms.simulate("fast_ou_linear", eps=0.01, dt=1e-3, t_end=1e-2, device="cuda")
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU vs GPU
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", list(CASES))
+def test_gpu_matches_cpu_float64(case):
+    _require_gpu()
+    cpu = _run(case, "cpu")
+    gpu = _run(case, "cuda")
+    assert np.all(cpu["status"].values == 0)
+    _assert_close(cpu, gpu, RTOL64, ATOL64)
+    # the comparison is not trivial: the paths move and differ from each other
+    x = cpu["final_state"].values[:, 0]
+    assert np.unique(x).size == N_PATHS
+
+
+@pytest.mark.cuda
+def test_gpu_status_codes_match_cpu():
+    """Paths started far out blow up (NONFINITE) at the same step on both devices; the others
+    finish and agree."""
+    _require_gpu()
+    x0 = np.linspace(-10.0, 10.0, N_PATHS)
+    kw = dict(params={"sigma": 0.4}, dt=0.1, t_end=2.0, n_paths=N_PATHS, seed=3, x0=x0,
+              save_every=2, throw=False)
+    cpu = ms.simulate("double_well", device="cpu", **kw)
+    gpu = ms.simulate("double_well", device="cuda", **kw)
+    status = cpu["status"].values
+    assert np.any(status == 1) and np.any(status == 0)  # both outcomes occur
+    np.testing.assert_array_equal(gpu["status"].values, status)
+    np.testing.assert_array_equal(gpu["fail_step"].values, cpu["fail_step"].values)
+    ok = status == 0
+    np.testing.assert_allclose(gpu["final_state"].values[ok], cpu["final_state"].values[ok],
+                               rtol=RTOL64, atol=ATOL64)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", ["fast_ou_linear", "tilted_double_well", "lorenz96"])
+def test_gpu_observables_match_cpu(case):
+    _require_gpu()
+    dt = CASES[case]["dt"]
+    variables = ("x0", "y0_0") if case == "lorenz96" else ("x", "y")
+    lo, hi = HIST_RANGE[case]
+    obs = ms.Observables(variables, window=50 * dt, start=0.0,
+                         histogram=ms.Histogram(bins=24, lo=lo, hi=hi))
+    cpu = _run(case, "cpu", observables=obs)
+    gpu = _run(case, "cuda", observables=obs)
+    for name in ("obs_count", "hist_count", "hist_underflow", "hist_overflow"):
+        np.testing.assert_array_equal(gpu[name].values, cpu[name].values, err_msg=name)
+    assert int(cpu["obs_count"].values.min()) == N_PATHS * 50
+    assert int(cpu["hist_count"].values.sum()) > 0  # the histogram is not all under/overflow
+    np.testing.assert_allclose(gpu["obs_mean"].values, cpu["obs_mean"].values,
+                               rtol=RTOL64, atol=ATOL64)
+    np.testing.assert_allclose(gpu["obs_var"].values, cpu["obs_var"].values,
+                               rtol=RTOL64, atol=ATOL64)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", ["fast_ou_linear", "fast_ou_noise", "double_well"])
+def test_gpu_matches_cpu_float32(case):
+    _require_gpu()
+    cpu = _run(case, "cpu", precision=ms.Precision.FLOAT32)
+    gpu = _run(case, "cuda", precision=ms.Precision.FLOAT32)
+    assert cpu["final_state"].dtype == np.float32
+    _assert_close(cpu, gpu, RTOL32, ATOL32)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU reproducibility
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", [ms.Precision.FLOAT64, ms.Precision.FLOAT32])
+def test_gpu_repeated_runs_bitwise_identical(precision):
+    _require_gpu()
+    a = _run("tilted_double_well", "cuda", precision=precision)
+    b = _run("tilted_double_well", "cuda", precision=precision)
+    _assert_identical(a, b)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("split", [1, 37, 64])
+def test_gpu_chunks_bitwise_equal_single_run(split):
+    _require_gpu()
+    full = _run("fast_ou_linear", "cuda")
+    a = _run("fast_ou_linear", "cuda", n_paths=split)
+    b = _run("fast_ou_linear", "cuda", n_paths=N_PATHS - split, path_offset=split)
+    for name in ("trajectory", "final_state", "status", "fail_step"):
+        joined = np.concatenate([a[name].values, b[name].values])
+        assert np.array_equal(joined, full[name].values), name
