@@ -6,7 +6,7 @@ problem (preallocated buffers, in-place operations, Generator.standard_normal(ou
 in the same run, and the ceiling: the kernel's own normal-variate generator alone (same calls,
 no SDE arithmetic). Ratios, not absolute numbers, are the figures to compare across machines.
 
-    python benchmarks/bench_simulate.py [--paths 100000] [--steps 1000] [--repeats 3] [--json out.json]
+    python benchmarks/bench_simulate.py [--paths 100000] [--steps 1000] [--repeats 7] [--json out.json]
 
 With a visible CUDA device, it also reports GPU path-steps/s (float32 and float64) and the
 ratio to the all-thread CPU figure.
@@ -59,20 +59,17 @@ def numpy_em(n_paths: int, n_steps: int, seed: int = 0) -> np.ndarray:
     return x
 
 
-def best_of(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--paths", type=int, default=100_000)
     ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     a = ap.parse_args()
     n, k = a.paths, a.steps
@@ -84,20 +81,34 @@ def main() -> None:
         ms.simulate("fast_ou_linear", eps=EPS, dt=DT, t_end=k * DT, n_paths=n, seed=1,
                     threads=threads, save_times=[], fast_step=ms.FastStep.EULER, precision=precision)
 
-    rows = {}
-    rows["numpy_1thread"] = work / best_of(lambda: numpy_em(n, k), a.repeats)
-    rows["kernel_1thread"] = work / best_of(lambda: kernel(1), a.repeats)
-    rows[f"kernel_{ncpu}threads"] = work / best_of(lambda: kernel(ncpu), a.repeats)
-    rows["kernel_float32_1thread"] = work / best_of(lambda: kernel(1, ms.Precision.FLOAT32), a.repeats)
-    rows["normals_only_1thread"] = work / best_of(lambda: _core.normals_probe(n, k, 2, 1, 1, False), a.repeats)
-    rows[f"normals_only_{ncpu}threads"] = work / best_of(lambda: _core.normals_probe(n, k, 2, 1, ncpu, False), a.repeats)
+    cases = {
+        "numpy_1thread": lambda: numpy_em(n, k),
+        "kernel_1thread": lambda: kernel(1),
+        f"kernel_{ncpu}threads": lambda: kernel(ncpu),
+        "kernel_float32_1thread": lambda: kernel(1, ms.Precision.FLOAT32),
+        "normals_only_1thread": lambda: _core.normals_probe(n, k, 2, 1, 1, False),
+        f"normals_only_{ncpu}threads": lambda: _core.normals_probe(n, k, 2, 1, ncpu, False),
+    }
+    # Interleave the cases within each repeat, so that a noisy neighbour slows all of them alike,
+    # and report the median over repeats of each paired ratio (robust on shared machines).
+    times: dict[str, list[float]] = {key: [] for key in cases}
+    kernel(1)  # warm-up (page faults, thread pool)
+    for _ in range(a.repeats):
+        for key, fn in cases.items():
+            times[key].append(timed(fn))
+    rows = {key: work / min(v) for key, v in times.items()}
+
+    def ratio(num: str, den: str) -> float:
+        return float(np.median(np.asarray(times[den]) / np.asarray(times[num])))
 
     ratios = {
-        "kernel_1thread / numpy": rows["kernel_1thread"] / rows["numpy_1thread"],
-        f"kernel_{ncpu}threads / kernel_1thread": rows[f"kernel_{ncpu}threads"] / rows["kernel_1thread"],
+        "kernel_1thread / numpy": ratio("kernel_1thread", "numpy_1thread"),
+        f"kernel_{ncpu}threads / kernel_1thread": ratio(f"kernel_{ncpu}threads", "kernel_1thread"),
+        f"normals_only_{ncpu}threads / normals_only_1thread":
+            ratio(f"normals_only_{ncpu}threads", "normals_only_1thread"),
         "kernel_1thread / normals_only_1thread (fraction of ceiling)":
-            rows["kernel_1thread"] / rows["normals_only_1thread"],
-        "kernel_float32 / kernel_float64 (1 thread)": rows["kernel_float32_1thread"] / rows["kernel_1thread"],
+            ratio("kernel_1thread", "normals_only_1thread"),
+        "kernel_float32 / kernel_float64 (1 thread)": ratio("kernel_float32_1thread", "kernel_1thread"),
     }
     if info["cuda_devices"] > 0:
         p = np.array([C, SIGMA])
@@ -109,7 +120,8 @@ def main() -> None:
         ratios["gpu_float64 / cpu_all_threads"] = rows["gpu_float64"] / rows[f"kernel_{ncpu}threads"]
         ratios["gpu_float32 / cpu_all_threads"] = rows["gpu_float32"] / rows[f"kernel_{ncpu}threads"]
 
-    print(f"problem 1a, eps={EPS}, dt={DT}, {n} paths x {k} steps, best of {a.repeats}; "
+    print(f"problem 1a, eps={EPS}, dt={DT}, {n} paths x {k} steps, {a.repeats} interleaved repeats "
+          f"(throughput: best; ratios: median of paired ratios); "
           f"{info['compiler']}, {info['cxx_flags']}, simd {info['simd']}, {ncpu} cores")
     print(f"{'case':<34}{'path-steps/s':>14}")
     for key, v in rows.items():
