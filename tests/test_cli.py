@@ -13,12 +13,18 @@ import xarray as xr
 
 import multiscale as ms
 
-ROOT = Path(__file__).resolve().parents[1]
+# Children import the same multiscale as this process (the installed, compiled package in CI;
+# the source tree with its built module in development), from a directory with no sources.
+import multiscale as _ms_for_path  # noqa: E402
+import tempfile  # noqa: E402
+
+PKG_PARENT = Path(_ms_for_path.__file__).resolve().parents[1]
+CWD = Path(tempfile.mkdtemp(prefix="multiscale-test-"))
 
 
-def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def _cli(*args: str, cwd: Path = CWD) -> subprocess.CompletedProcess:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(PKG_PARENT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return subprocess.run([sys.executable, "-m", "multiscale", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+# Children import the same multiscale as this process (the installed, compiled package in CI;
+# the source tree with its built module in development), from a directory with no sources.
+import multiscale as _ms_for_path  # noqa: E402
+import tempfile  # noqa: E402
+
+PKG_PARENT = Path(_ms_for_path.__file__).resolve().parents[1]
+CWD = Path(tempfile.mkdtemp(prefix="multiscale-test-"))
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery needs POSIX")
 
@@ -48,8 +54,8 @@ CHILD = textwrap.dedent(
 @pytest.mark.parametrize("variant", ["float64", "float32", "observables"])
 def test_sigint_stops_long_run(variant):
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, variant], cwd=ROOT, env=env,
+    env["PYTHONPATH"] = str(PKG_PARENT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, variant], cwd=CWD, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
