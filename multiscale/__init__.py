@@ -9,6 +9,7 @@ of (seed, path, step), so results do not depend on threads, chunking or devices.
 """
 from ._device import build_info
 from ._errors import DeviceUnavailableError, SimulationError
+from .averaging import AveragedSDE, AveragingEstimator, AveragingOptions
 from .io import open_dataset, save_dataset
 from .models import ModelInfo, Param, Scaling, get_model, list_models
 from .simulate import FastStep, Histogram, Observables, Precision, resimulate, simulate
@@ -16,6 +17,9 @@ from .simulate import FastStep, Histogram, Observables, Precision, resimulate, s
 __version__ = build_info()["version"]
 
 __all__ = [
+    "AveragedSDE",
+    "AveragingEstimator",
+    "AveragingOptions",
     "DeviceUnavailableError",
     "FastStep",
     "Histogram",

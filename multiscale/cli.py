@@ -1,5 +1,5 @@
-"""Command-line interface: ``multiscale models``, ``multiscale simulate``, ``multiscale run``,
-``multiscale info``."""
+"""Command-line interface: ``multiscale models``, ``multiscale simulate``, ``multiscale average``,
+``multiscale run``, ``multiscale info``."""
 from __future__ import annotations
 
 import argparse
@@ -43,6 +43,27 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--float32", action="store_true", help="single-precision kernels")
     s.add_argument("--no-throw", action="store_true", help="write the file even if paths fail")
     s.add_argument("--out", required=True, help="output file (.nc)")
+
+    a = sub.add_parser("average", help="estimate the averaged drift F(x) and effective diffusion A(x)")
+    a.add_argument("--model", required=True, help="catalogue name (with explicit fast variables)")
+    a.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
+    a.add_argument("--eps", type=float, default=None, help="only for models whose functions use eps")
+    a.add_argument("--points", action="append", required=True, metavar="A:B:N",
+                   help="slow points: N equally spaced values in [A, B] (write --points=-2:2:50 when A < 0); repeat once per slow "
+                        "variable for a tensor grid, or give one for all of them")
+    a.add_argument("--dt", type=float, default=0.01, help="fast-time step")
+    a.add_argument("--burn-in", type=float, default=10.0, help="fast time before averaging")
+    a.add_argument("--time", type=float, default=200.0, help="averaging time per replica (per round)")
+    a.add_argument("--replicas", type=int, default=16)
+    a.add_argument("--batch", type=float, default=10.0, help="batch length (fast time)")
+    a.add_argument("--target-stderr", type=float, default=None, help="adaptive mode: stderr to reach")
+    a.add_argument("--max-time", type=float, default=None, help="adaptive budget per replica")
+    a.add_argument("--fast-step", choices=["auto", "euler", "exact_ou"], default="auto")
+    a.add_argument("--no-corrector", action="store_true", help="homogenization: skip the corrector drift")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--threads", type=int, default=None)
+    a.add_argument("--device", default="cpu")
+    a.add_argument("--out", required=True, help="output file (.nc)")
 
     r = sub.add_parser("run", help="run the whole pipeline on the built-in default problem")
     r.add_argument("--out", default="multiscale-run", help="output folder")
@@ -92,6 +113,50 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(specs: list[str], m: int):
+    import numpy as np
+
+    axes = []
+    for spec in specs:
+        parts = spec.split(":")
+        try:
+            lo, hi, num = float(parts[0]), float(parts[1]), int(parts[2])
+        except (ValueError, IndexError):
+            raise ValueError(f"--points {spec!r} must be A:B:N (e.g. -2:2:50)") from None
+        if len(parts) != 3 or num < 1 or not hi >= lo:
+            raise ValueError(f"--points {spec!r} must be A:B:N with A <= B and N >= 1")
+        axes.append(np.linspace(lo, hi, num))
+    if len(axes) == 1:
+        axes = axes * m
+    if len(axes) != m:
+        raise ValueError(f"--points given {len(specs)} times; the model has {m} slow variables")
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([g.ravel() for g in mesh], axis=1)
+
+
+def _cmd_average(a: argparse.Namespace) -> int:
+    from . import FastStep, get_model, save_dataset
+    from .averaging import AveragingEstimator, AveragingOptions
+
+    info = get_model(a.model)
+    params = dict(a.param)
+    m, _ = info.dims(params)
+    x = _grid(a.points, m)
+    opts = AveragingOptions(dt=a.dt, burn_in=a.burn_in, time=a.time, replicas=a.replicas,
+                            batch=a.batch, fast_step=FastStep(a.fast_step),
+                            target_stderr=a.target_stderr, max_time=a.max_time,
+                            corrector=not a.no_corrector)
+    t0 = time.perf_counter()
+    est = AveragingEstimator(opts, seed=a.seed, device=a.device, threads=a.threads)
+    est.fit(info, x, params=params, eps=a.eps)
+    ds = est.result_
+    save_dataset(ds, Path(a.out))
+    conv = int(ds["converged"].sum())
+    print(f"{info.name}: F and A at {x.shape[0]} points in {time.perf_counter() - t0:.2f} s; "
+          f"max stderr(F) {float(ds['F_stderr'].max()):.3g}; {conv}/{x.shape[0]} converged; wrote {a.out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = _parser()
     a = ap.parse_args(argv)
@@ -102,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_info()
         if a.command == "simulate":
             return _cmd_simulate(a)
+        if a.command == "average":
+            return _cmd_average(a)
         if a.command == "run":
             from .pipeline import run_default
 

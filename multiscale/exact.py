@@ -308,3 +308,213 @@ def double_well_moments(sigma: float = 0.4, powers=(2, 4)) -> dict[int, float]:
         ``{k: E[X^k]}``.
     """
     return averaged_gradient_moments(lambda x: x**4 / 4 - x**2 / 2, sigma, powers)
+
+
+def fast_ou_linear_drift(x, c: float = 0.5) -> np.ndarray:
+    """REFERENCE problem 1a: the averaged drift ``F(x) = (1 + c) x - x^3``.
+
+    The frozen fast process ``dY = -(Y - x) ds + sqrt(2) dW`` has invariant law ``N(x, 1)``, so
+    ``F(x) = x - x^3 + c E[Y] = (1 + c) x - x^3`` (``1.5 x - x^3`` for the default ``c``). The
+    Euler-Maruyama fast chain has mean ``x`` at every step size, so this is also the averaged
+    drift of an Euler fast step.
+
+    Parameters
+    ----------
+    x : array_like
+        Frozen slow values.
+    c : float
+        Coupling to the fast variable.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``F(x)``, same shape as ``x``.
+    """
+    x = np.asarray(x, dtype=float)
+    return (1.0 + c) * x - x**3
+
+
+def fast_ou_quadratic_drift(x, c: float = 0.5, h: float = 0.0) -> np.ndarray:
+    """REFERENCE problem 1b: the averaged drift ``F(x) = c E[Y^2 | x] + x - x^3``.
+
+    With the exact fast process (``h = 0``) ``E[Y^2 | x] = x^2 + 1`` and
+    ``F = c + x + c x^2 - x^3``. When the fast OU is advanced by Euler-Maruyama at fast step
+    ``h``, its stationary law is ``N(x, v)`` with ``v = 1/(1 - h/2)``
+    (:func:`euler_ou_fast_variance`), so the frozen-x average of the Euler chain is
+    ``c (x^2 + v) + x - x^3``: biased by ``c (v - 1) ≈ c h/2``.
+
+    Parameters
+    ----------
+    x : array_like
+        Frozen slow values.
+    c : float
+        Coupling to the fast variable.
+    h : float
+        Euler fast step (fast time units) in ``[0, 2)``; 0 for the exact OU transition.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``F(x)``, same shape as ``x``.
+    """
+    if not 0.0 <= h < 2.0:
+        raise ValueError(f"h={h!r}: the Euler OU chain is stable only for 0 <= h < 2")
+    x = np.asarray(x, dtype=float)
+    return c * (x**2 + euler_ou_fast_variance(h)) + x - x**3
+
+
+def _tilted_double_well_moment_ratio(s: float, k: int) -> float:
+    """``int y^k e^{-y^4/4 + y^2/2 + s y} dy / Z(s)`` by quadrature, the exponent centred at its
+    global maximiser (as in :func:`tilted_double_well_log_partition`) so nothing overflows."""
+    s = float(s)
+    roots = np.roots([1.0, 0.0, -1.0, -s])
+    real = np.sort(roots[np.abs(roots.imag) < 1e-9].real)
+    y_star = float(real[-1]) if s >= 0 else float(real[0])
+    shift = -y_star**4 / 4 + y_star**2 / 2 + s * y_star
+    w = 40.0 / math.sqrt(max(3.0 * y_star**2 - 1.0, 1.0))
+    lo, hi = min(-8.0, y_star - w), max(8.0, y_star + w)
+    opts = dict(points=[float(r) for r in real], limit=400, epsabs=0.0, epsrel=1e-13)
+
+    def weight(y: float) -> float:
+        return math.exp(-y**4 / 4 + y**2 / 2 + s * y - shift)
+
+    z = integrate.quad(weight, lo, hi, **opts)[0]
+    # Integrate y^k relative to y* so the moment of the centred integrand carries no
+    # cancellation for large |s| (E[Y] ≈ y*); then expand (y* + u)^k.
+    # (centred odd moments can be ~0, so they get an absolute tolerance; z is O(0.1) or more
+    # since the centred weight is 1 at y*)
+    opts_c = dict(opts, epsabs=1e-13)
+    mom = [1.0] + [integrate.quad(lambda y, j=j: (y - y_star) ** j * weight(y), lo, hi, **opts_c)[0] / z
+                   for j in range(1, k + 1)]
+    return float(sum(math.comb(k, j) * y_star ** (k - j) * mom[j] for j in range(k + 1)))
+
+
+def tilted_double_well_fast_mean(s) -> np.ndarray:
+    """REFERENCE problem 2: ``m(s) = E_mu[Y] = d/ds log Z(s)`` of the tilted fast double well.
+
+    ``mu(dy) ∝ exp(-y^4/4 + y^2/2 + s y) dy``; ``m`` is odd and increasing. Computed as the
+    ratio of two quadratures (:func:`tilted_double_well_log_partition` gives an independent
+    route through its derivative).
+
+    Parameters
+    ----------
+    s : array_like
+        Tilt, ``lam * x``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``m(s)``, same shape as ``s``; e.g. ``m(1.5) = 1.1488287996``.
+    """
+    return np.vectorize(lambda v: _tilted_double_well_moment_ratio(v, 1), otypes=[float])(
+        np.asarray(s, dtype=float))
+
+
+def tilted_double_well_fast_second_moment(s) -> np.ndarray:
+    """REFERENCE problem 2: ``E_mu[Y^2]`` of the tilted fast double well (see
+    :func:`tilted_double_well_fast_mean`).
+
+    Parameters
+    ----------
+    s : array_like
+        Tilt, ``lam * x``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``E[Y^2]``, same shape as ``s``; ``1.0417972965`` at ``s = 0``.
+    """
+    return np.vectorize(lambda v: _tilted_double_well_moment_ratio(v, 2), otypes=[float])(
+        np.asarray(s, dtype=float))
+
+
+def tilted_double_well_drift(x, a0: float = 0.1, lam: float = 1.5) -> np.ndarray:
+    """REFERENCE problem 2: the averaged drift ``F(x) = a0 - x + lam m(lam x)``.
+
+    ``m`` is the mean of the frozen fast law (:func:`tilted_double_well_fast_mean`). ``F - a0``
+    is odd; for the defaults ``F(-1) = -0.623243199463``, ``F(0) = 0.1``,
+    ``F(1) = 0.823243199463``, ``F(2.5) = 0.117384532605``.
+
+    Parameters
+    ----------
+    x : array_like
+        Frozen slow values.
+    a0, lam : float
+        Constant slow forcing and slow/fast coupling.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``F(x)``, same shape as ``x``.
+    """
+    x = np.asarray(x, dtype=float)
+    return a0 - x + lam * tilted_double_well_fast_mean(lam * x)
+
+
+def fast_ou_noise_drift(x, ito_correction: bool = True) -> np.ndarray:
+    """REFERENCE problem 4: drift of the homogenized SDE, ``h + f f' = -x^3``.
+
+    ``h = -x - x^3``, ``f = sqrt(1 + x^2)``, ``f f' = x``: the corrector term
+    ``E[(d/dx Phi) f0] = x`` (``Phi = f(x) y``). ``ito_correction=False`` gives the wrong limit
+    ``-x - x^3`` (see :func:`fast_ou_noise_moments`).
+
+    Parameters
+    ----------
+    x : array_like
+    ito_correction : bool
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape as ``x``.
+    """
+    x = np.asarray(x, dtype=float)
+    return -x**3 if ito_correction else -x - x**3
+
+
+def fast_ou_noise_diffusion(x) -> np.ndarray:
+    """REFERENCE problem 4: diffusion ``A(x) = 2 f(x)^2 = 2 (1 + x^2)`` of the homogenized SDE.
+
+    The Green-Kubo integral ``2 int_0^inf E[f Y_0 f Y_t] dt`` with ``E[Y_0 Y_t] = e^{-t}``.
+
+    Parameters
+    ----------
+    x : array_like
+
+    Returns
+    -------
+    numpy.ndarray
+        ``A(x)``, the quadratic-variation rate of the limit, same shape as ``x``.
+    """
+    x = np.asarray(x, dtype=float)
+    return 2.0 * (1.0 + x**2)
+
+
+def fast_ou_drift_correlation_time(x, coupling: str = "linear") -> np.ndarray:
+    """REFERENCE problems 1a/1b: integrated autocorrelation time ``int_0^inf corr(f(Y_0), f(Y_s)) ds``
+    of the slow drift along the frozen fast OU process (fast time units).
+
+    With ``Y = x + U``, ``U`` the unit OU (``E[U_0 U_s] = e^{-s}``): for ``f = c Y`` (1a) the
+    correlation is ``e^{-s}``, time 1; for ``f = c Y^2`` (1b)
+    ``Cov(Y_0^2, Y_s^2) = 4 x^2 e^{-s} + 2 e^{-2s}`` over ``Var = 4 x^2 + 2``, time
+    ``(4 x^2 + 1)/(4 x^2 + 2)``. The standard error of a time average over ``T`` is
+    ``sqrt(2 tau Var f / T)``.
+
+    Parameters
+    ----------
+    x : array_like
+        Frozen slow values.
+    coupling : {"linear", "quadratic"}
+        Problem 1a or 1b.
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape as ``x``.
+    """
+    x = np.asarray(x, dtype=float)
+    if coupling == "linear":
+        return np.ones_like(x)
+    if coupling == "quadratic":
+        return (4 * x**2 + 1) / (4 * x**2 + 2)
+    raise ValueError(f"coupling={coupling!r} must be 'linear' (1a) or 'quadratic' (1b)")

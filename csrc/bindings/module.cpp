@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../cpu/average_cpu.h"
 #include "../cpu/simulate_cpu.h"
 #include "../cuda/simulate_cuda.h"
 #include "multiscale/dispatch.h"
@@ -175,6 +176,81 @@ py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, d
   return d;
 }
 
+// In/out arrays of the frozen-x kernels are updated in place: they must already have the exact
+// dtype, C order and shape (the Python layer allocates them).
+template <class T>
+T* inout(py::array& a, const std::vector<py::ssize_t>& shape, const char* name) {
+  if (!py::isinstance<py::array_t<T>>(a) || !(a.flags() & py::array::c_style) || !a.writeable())
+    throw std::invalid_argument(std::string(name) + ": wrong dtype, layout or not writeable");
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size()))
+    throw std::invalid_argument(std::string(name) + ": wrong number of dimensions");
+  for (size_t i = 0; i < shape.size(); ++i)
+    if (a.shape(i) != shape[i]) throw std::invalid_argument(std::string(name) + ": wrong shape");
+  return static_cast<T*>(a.mutable_data());
+}
+
+template <class Real>
+bool frozen_impl(int model_id, const CArray<double>& params, double eps, const CArray<double>& x_points,
+                 const CArray<uint8_t>& active, int64_t replicas, uint64_t seed, double dtau,
+                 int64_t burn_steps, int64_t burn_total, int64_t steps, int64_t batch_len, bool exact_ou,
+                 bool corrector, double fd_step, int threads, py::array ystate, py::array acc,
+                 py::array steps_done, py::array status, py::array fail_step, int device) {
+  ms::FrozenSpec spec;
+  spec.model_id = model_id;
+  spec.params.assign(params.data(), params.data() + params.size());
+  spec.eps = eps;
+  const auto dims = ms::model_dims(model_id, spec.params.data(), eps);
+  if (dims.first < 0) throw std::invalid_argument("unknown model id");
+  if (x_points.ndim() != 2 || x_points.shape(1) != dims.first)
+    throw std::invalid_argument("x_points must have shape (n_points, nx)");
+  const int64_t M = x_points.shape(0);
+  if (active.size() != M || replicas <= 0 || batch_len <= 0 || steps % batch_len != 0 || burn_steps < 0 ||
+      steps < 0 || !(dtau > 0))
+    throw std::invalid_argument("inconsistent frozen-average arguments");
+  spec.n_points = M;
+  spec.replicas = replicas;
+  spec.x_points.assign(x_points.data(), x_points.data() + x_points.size());
+  spec.active.assign(active.data(), active.data() + active.size());
+  spec.seed = seed;
+  spec.dtau = dtau;
+  spec.burn_steps = burn_steps;
+  spec.burn_total = burn_total;
+  spec.steps = steps;
+  spec.batch_len = batch_len;
+  spec.exact_ou = exact_ou;
+  spec.corrector = corrector;
+  spec.fd_step = fd_step;
+  spec.threads = threads;
+  const auto sizes = ms::cpu::frozen_sizes(model_id, spec.params.data(), eps, corrector);
+  const py::ssize_t n = M * replicas;
+  ms::FrozenBuffers<Real> out;
+  out.ystate = inout<Real>(ystate, {n, sizes.second}, "ystate");
+  out.acc = inout<double>(acc, {n, sizes.first}, "acc");
+  out.steps_done = inout<int64_t>(steps_done, {n}, "steps_done");
+  out.status = inout<int8_t>(status, {n}, "status");
+  out.fail_step = inout<int64_t>(fail_step, {n}, "fail_step");
+  bool signalled = false;
+  spec.should_stop = [&signalled]() {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) signalled = true;
+    return signalled;
+  };
+  {
+    py::gil_scoped_release release;
+    if (device < 0) {
+      ms::cpu::frozen_average<Real>(spec, out);
+    } else {
+#ifdef MULTISCALE_HAVE_CUDA
+      ms::cuda::frozen_average<Real>(spec, out, device);
+#else
+      throw std::runtime_error("multiscale was built without CUDA kernels");
+#endif
+    }
+  }
+  if (signalled) throw py::error_already_set();
+  return false;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -186,22 +262,31 @@ PYBIND11_MODULE(_core, m) {
     return d;
   });
   m.def("simulate_float64", &simulate_impl<double>);
+  m.def("frozen_average_float64", &frozen_impl<double>);
+  m.def("frozen_sizes", [](int id, const CArray<double>& params, double eps, bool corrector) {
+    auto r = ms::cpu::frozen_sizes(id, params.data(), eps, corrector);
+    if (r.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(id));
+    return r;
+  });
   m.def("simulate_float32", &simulate_impl<float>);
   m.def("philox4x32_10", [](uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
     const ms::U32x4 r = ms::philox4x32_10(c0, c1, c2, c3, k0, k1);
     return py::make_tuple(r.v[0], r.v[1], r.v[2], r.v[3]);
   });
-  m.def("normals", [](uint64_t seed, uint64_t path0, int64_t n_paths, uint64_t step, int n, bool single) -> py::array {
+  m.def("normals", [](uint64_t seed, uint64_t path0, int64_t n_paths, uint64_t step, int n, bool single,
+                       uint32_t stream) -> py::array {
     if (n_paths < 0 || n < 0) throw std::invalid_argument("sizes must be non-negative");
+    if (stream > 255) throw std::invalid_argument("stream must be < 256");
     if (single) {
       py::array_t<float> a(std::vector<int64_t>{n_paths, n});
-      ms::cpu::fill_normals<float>(seed, path0, n_paths, step, n, a.mutable_data());
+      ms::cpu::fill_normals<float>(seed, path0, n_paths, step, n, a.mutable_data(), stream);
       return a;
     }
     py::array_t<double> a(std::vector<int64_t>{n_paths, n});
-    ms::cpu::fill_normals<double>(seed, path0, n_paths, step, n, a.mutable_data());
+    ms::cpu::fill_normals<double>(seed, path0, n_paths, step, n, a.mutable_data(), stream);
     return a;
-  });
+  }, py::arg("seed"), py::arg("path0"), py::arg("n_paths"), py::arg("step"), py::arg("n"),
+     py::arg("single"), py::arg("stream") = 0);
   m.def("normals_probe", [](int64_t n_paths, int64_t n_steps, int per_step, uint64_t seed, int threads, bool single) {
     py::gil_scoped_release release;
     return single ? ms::cpu::normals_throughput_probe<float>(n_paths, n_steps, per_step, seed, threads)

@@ -60,11 +60,12 @@ double normals_throughput_probe(int64_t n_paths, int64_t n_steps, int normals_pe
 }
 
 template <class Real>
-void fill_normals(uint64_t seed, uint64_t path0, int64_t n_paths, uint64_t step, int n, Real* out) {
+void fill_normals(uint64_t seed, uint64_t path0, int64_t n_paths, uint64_t step, int n, Real* out,
+                  uint32_t stream) {
   const PhiloxKey key = PhiloxKey::from_seed(seed);
   for (int64_t p = 0; p < n_paths; ++p) {
     View<Real, 1> v{out + p * n};
-    normals<Real>(key, STREAM_DYNAMICS, static_cast<uint32_t>(path0 + p), step, n, v);
+    normals<Real>(key, stream, static_cast<uint32_t>(path0 + p), step, n, v);
   }
 }
 
@@ -72,8 +73,8 @@ template RunResult simulate<double>(const RunSpec&, const RunBuffers<double>&);
 template RunResult simulate<float>(const RunSpec&, const RunBuffers<float>&);
 template double normals_throughput_probe<double>(int64_t, int64_t, int, uint64_t, int);
 template double normals_throughput_probe<float>(int64_t, int64_t, int, uint64_t, int);
-template void fill_normals<double>(uint64_t, uint64_t, int64_t, uint64_t, int, double*);
-template void fill_normals<float>(uint64_t, uint64_t, int64_t, uint64_t, int, float*);
+template void fill_normals<double>(uint64_t, uint64_t, int64_t, uint64_t, int, double*, uint32_t);
+template void fill_normals<float>(uint64_t, uint64_t, int64_t, uint64_t, int, float*, uint32_t);
 
 }  // namespace ms::cpu
 

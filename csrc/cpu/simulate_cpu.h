@@ -13,9 +13,11 @@ template <class Real>
 double normals_throughput_probe(int64_t n_paths, int64_t n_steps, int normals_per_step,
                                 uint64_t seed, int threads);
 
-// Fill out[n_paths][n] with the dynamics normals of (seed, path, step) for tests.
+// Fill out[n_paths][n] with the normals of (seed, stream, path, step): the dynamics stream (0)
+// reproduces a simulation's noise (tests); stream 1 draws initial conditions.
 template <class Real>
-void fill_normals(uint64_t seed, uint64_t path0, int64_t n_paths, uint64_t step, int n, Real* out);
+void fill_normals(uint64_t seed, uint64_t path0, int64_t n_paths, uint64_t step, int n, Real* out,
+                  uint32_t stream = 0);
 
 }  // namespace ms::cpu
 

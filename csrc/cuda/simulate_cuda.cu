@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "multiscale/dispatch.h"
+#include "multiscale/estimators/frozen_average.h"
 #include "multiscale/estimators/window_stats.h"
 #include "multiscale/integrators/euler_maruyama.h"
 #include "multiscale/status.h"
@@ -272,6 +273,123 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
   return result;
 }
 
+
+// Frozen-x averaging: one thread per (point, replica) path. State, accumulators and scratch
+// live in per-path rows of global memory ([path][...], stride 1), the layout the host uses.
+template <bool ExactOU, class M, class Real>
+__global__ void frozen_kernel(M m, FrozenCoef<Real> k, FrozenLayout L, PhiloxKey key, int64_t n,
+                              int64_t replicas, const double* x_points, const uint8_t* active,
+                              int64_t s0, int64_t s1, int64_t burn_steps, int64_t burn_total,
+                              int64_t done0, int64_t batch_len, Real* ystate, double* acc,
+                              int8_t* status, int64_t* fail_step, Real* scratch, int scratch_len) {
+  const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (p >= n) return;
+  const int64_t pt = p / replicas;
+  if (!active[pt] || status[p] != STATUS_OK) return;
+  using V = View<Real, 0>;
+  using A = View<double, 0>;
+  const int nx = m.nx(), ny = m.ny(), ss = L.state_size();
+  (void)key;
+  Real* q = scratch + p * scratch_len;
+  const V x{q, 1};
+  for (int i = 0; i < nx; ++i) x[i] = Real(x_points[pt * nx + i]);
+  Real* w = q + nx;
+  const FrozenScratch<V> sc{V{w, 1}, V{w + nx, 1}, V{w + nx + ny, 1}, V{w + nx + 2 * ny, 1},
+                            V{w + nx + 3 * ny, 1}, V{w + nx + 4 * ny, 1}, V{w + 2 * nx + 4 * ny, 1}};
+  const V ys{ystate + p * ss, 1};
+  const A a{acc + p * L.size, 1};
+  const bool burning = s0 < burn_steps;
+  Real zc = Real(0);
+  for (int64_t s = s0; s < s1; ++s) {
+    if (!burning && s == burn_steps && done0 == 0) frozen_block_start(m, k, L, x, ys, sc, a);
+    const int64_t rng_step = burning ? s : burn_total + done0 + (s - burn_steps);
+    if ((rng_step & 1) == 0 || s == s0)
+      frozen_normals<true, Real>(key, static_cast<uint32_t>(p), static_cast<uint64_t>(rng_step), ny, sc.z, zc);
+    else
+      frozen_normals<false, Real>(key, static_cast<uint32_t>(p), static_cast<uint64_t>(rng_step), ny, sc.z, zc);
+    bool ok;
+    if (burning) {
+      ok = L.corrector ? frozen_step<ExactOU, false, true>(m, k, L, x, ys, sc, a, true)
+                       : frozen_step<ExactOU, false, false>(m, k, L, x, ys, sc, a, true);
+    } else {
+      ok = L.corrector ? frozen_step<ExactOU, true, true>(m, k, L, x, ys, sc, a, true)
+                       : frozen_step<ExactOU, true, false>(m, k, L, x, ys, sc, a, true);
+    }
+    if (!ok) {
+      status[p] = STATUS_NONFINITE;
+      fail_step[p] = rng_step;
+      return;
+    }
+    if (!burning && ((done0 + (s - burn_steps) + 1) % batch_len) == 0) {
+      frozen_batch_close(m, L, batch_len, (done0 + (s - burn_steps) + 1) / batch_len - 1, a);
+      frozen_block_start(m, k, L, x, ys, sc, a);
+    }
+  }
+}
+
+template <class M, class Real>
+void run_frozen(const M& m, const FrozenSpec& spec, const FrozenBuffers<Real>& out, int device) {
+  MS_CUDA_CHECK(cudaSetDevice(device));
+  const int nx = m.nx(), ny = m.ny();
+  const FrozenLayout L = FrozenLayout::make(nx, ny, M::kScaling == Scaling::kHomogenization, spec.corrector);
+  const FrozenCoef<Real> k = make_frozen_coef<Real>(m, spec.dtau, spec.fd_step);
+  const PhiloxKey key = PhiloxKey::from_seed(spec.seed);
+  const int64_t n = spec.n_points * spec.replicas;
+  const int ss = L.state_size();
+  int64_t done0 = -1;
+  for (int64_t p = 0; p < n; ++p)
+    if (spec.active[p / spec.replicas] && out.status[p] == STATUS_OK) {
+      done0 = out.steps_done[p];
+      break;
+    }
+  if (done0 < 0) return;
+  const int scratch_len = 4 * nx + 4 * ny;
+  DeviceArray<Real> d_y(static_cast<size_t>(n) * ss), d_scr(static_cast<size_t>(n) * scratch_len);
+  DeviceArray<double> d_acc(static_cast<size_t>(n) * L.size), d_x(spec.x_points.size());
+  DeviceArray<uint8_t> d_act(spec.active.size());
+  DeviceArray<int8_t> d_st(n);
+  DeviceArray<int64_t> d_fs(n);
+  MS_CUDA_CHECK(cudaMemcpy(d_y.p, out.ystate, d_y.n * sizeof(Real), cudaMemcpyHostToDevice));
+  MS_CUDA_CHECK(cudaMemcpy(d_acc.p, out.acc, d_acc.n * sizeof(double), cudaMemcpyHostToDevice));
+  MS_CUDA_CHECK(cudaMemcpy(d_x.p, spec.x_points.data(), d_x.n * sizeof(double), cudaMemcpyHostToDevice));
+  MS_CUDA_CHECK(cudaMemcpy(d_act.p, spec.active.data(), d_act.n, cudaMemcpyHostToDevice));
+  MS_CUDA_CHECK(cudaMemcpy(d_st.p, out.status, n, cudaMemcpyHostToDevice));
+  MS_CUDA_CHECK(cudaMemcpy(d_fs.p, out.fail_step, n * sizeof(int64_t), cudaMemcpyHostToDevice));
+  const int64_t total = spec.burn_steps + spec.steps;
+  const double work = static_cast<double>(n) * std::max(ss, 1) * (1 + 2 * nx);
+  const int64_t poll = std::max<int64_t>(1, static_cast<int64_t>(1073741824.0 / work));
+  std::vector<int64_t> edges{0, spec.burn_steps, total};
+  for (int64_t s = poll; s < spec.burn_steps; s += poll) edges.push_back(s);
+  const int64_t poll_acc = std::max<int64_t>(1, poll / spec.batch_len) * spec.batch_len;
+  for (int64_t s = spec.burn_steps + poll_acc; s < total; s += poll_acc) edges.push_back(s);
+  std::sort(edges.begin(), edges.end());
+  edges.erase(std::unique(edges.begin(), edges.end()), edges.end());
+  const int tpb = 128;
+  const unsigned grid = static_cast<unsigned>((n + tpb - 1) / tpb);
+  bool stopped = false;
+  for (size_t c = 0; c + 1 < edges.size(); ++c) {
+    if (spec.exact_ou)
+      frozen_kernel<true><<<grid, tpb>>>(m, k, L, key, n, spec.replicas, d_x.p, d_act.p, edges[c], edges[c + 1],
+          spec.burn_steps, spec.burn_total, done0, spec.batch_len, d_y.p, d_acc.p, d_st.p, d_fs.p, d_scr.p, scratch_len);
+    else
+      frozen_kernel<false><<<grid, tpb>>>(m, k, L, key, n, spec.replicas, d_x.p, d_act.p, edges[c], edges[c + 1],
+          spec.burn_steps, spec.burn_total, done0, spec.batch_len, d_y.p, d_acc.p, d_st.p, d_fs.p, d_scr.p, scratch_len);
+    MS_CUDA_CHECK(cudaGetLastError());
+    MS_CUDA_CHECK(cudaDeviceSynchronize());
+    if (edges[c + 1] < total && spec.should_stop && spec.should_stop()) {
+      stopped = true;
+      break;
+    }
+  }
+  MS_CUDA_CHECK(cudaMemcpy(out.ystate, d_y.p, d_y.n * sizeof(Real), cudaMemcpyDeviceToHost));
+  MS_CUDA_CHECK(cudaMemcpy(out.acc, d_acc.p, d_acc.n * sizeof(double), cudaMemcpyDeviceToHost));
+  MS_CUDA_CHECK(cudaMemcpy(out.status, d_st.p, n, cudaMemcpyDeviceToHost));
+  MS_CUDA_CHECK(cudaMemcpy(out.fail_step, d_fs.p, n * sizeof(int64_t), cudaMemcpyDeviceToHost));
+  if (!stopped)
+    for (int64_t p = 0; p < n; ++p)
+      if (spec.active[p / spec.replicas] && out.status[p] == STATUS_OK) out.steps_done[p] += spec.steps;
+}
+
 }  // namespace
 
 int device_count() {
@@ -330,6 +448,16 @@ double time_kernel(const RunSpec& spec, int device) {
   return secs;
 }
 
+template <class Real>
+bool frozen_average(const FrozenSpec& spec, const FrozenBuffers<Real>& out, int device) {
+  if (!with_model<Real>(spec.model_id, spec.params.data(), spec.eps,
+                        [&](const auto& m) { run_frozen(m, spec, out, device); }))
+    throw std::invalid_argument("unknown model id");
+  return false;
+}
+
+template bool frozen_average<double>(const FrozenSpec&, const FrozenBuffers<double>&, int);
+template bool frozen_average<float>(const FrozenSpec&, const FrozenBuffers<float>&, int);
 template RunResult simulate<double>(const RunSpec&, const RunBuffers<double>&, int);
 template RunResult simulate<float>(const RunSpec&, const RunBuffers<float>&, int);
 template double time_kernel<double>(const RunSpec&, int);

@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 
+#include "multiscale/frozen_run.h"
 #include "multiscale/run.h"
 
 namespace ms::cuda {
@@ -13,6 +14,10 @@ std::string runtime_version();
 
 template <class Real>
 RunResult simulate(const RunSpec& spec, const RunBuffers<Real>& out, int device);
+
+// Frozen-x averaging kernel (see cpu/average_cpu.h).
+template <class Real>
+bool frozen_average(const FrozenSpec& spec, const FrozenBuffers<Real>& out, int device);
 
 // Path-steps throughput probe (no saves, no observables): returns seconds of kernel time.
 template <class Real>

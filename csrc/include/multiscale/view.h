@@ -22,3 +22,17 @@ struct View<Real, 0> {
 };
 
 }  // namespace ms
+
+namespace ms {
+
+// The view of components [off, ...) of another view.
+template <class Real, int Stride>
+MS_INLINE View<Real, Stride> offset(View<Real, Stride> v, int off) {
+  return View<Real, Stride>{&v[off]};
+}
+template <class Real>
+MS_INLINE View<Real, 0> offset(View<Real, 0> v, int off) {
+  return View<Real, 0>{&v[off], v.stride};
+}
+
+}  // namespace ms

@@ -46,6 +46,32 @@ StepCoef<Real> make_step_coef(const M& m, double dt, double eps) {
   return k;
 }
 
+// The fast-variable update over a fast-time step tau with x held at its start-of-step value:
+// Euler-Maruyama, or the exact OU transition (decay = e^{-theta tau},
+// sd = sqrt((1 - e^{-2 theta tau}) / (2 theta))). Normals are z[z0 .. z0 + ny). Shared by the
+// full-system step below and by the frozen-x micro-solver (estimators/frozen_average.h).
+template <bool ExactOU, class M, class Real, class V, class W>
+MS_INLINE bool fast_update(const M& m, Real tau, Real sqtau, Real decay, Real sd, V x, V y, W yn,
+                           W g, W b, W z, int z0) {
+  const int ny = m.ny();
+  bool ok = true;
+  m.fast_noise(x, y, b);
+  if constexpr (ExactOU && M::kOU) {
+    m.ou_mean(x, g);
+    for (int j = 0; j < ny; ++j) {
+      yn[j] = g[j] + decay * (y[j] - g[j]) + b[j] * sd * z[z0 + j];
+      ok = ok & is_finite(yn[j]);
+    }
+  } else {
+    m.fast_drift(x, y, g);
+    for (int j = 0; j < ny; ++j) {
+      yn[j] = y[j] + g[j] * tau + b[j] * sqtau * z[z0 + j];
+      ok = ok & is_finite(yn[j]);
+    }
+  }
+  return ok;
+}
+
 // Scratch views a step needs: drift/noise buffers of length nx (f, f0, a) and ny (g, b), and
 // normals z of length nx + ny.
 template <class V>
@@ -79,20 +105,8 @@ MS_INLINE bool em_step(const M& m, const StepCoef<Real>& k, V x, V y, V xn, V yn
       ok = ok & is_finite(xn[i]);
     }
   }
-  m.fast_noise(x, y, s.b);
-  if constexpr (ExactOU && M::kOU) {
-    m.ou_mean(x, s.g);
-    for (int j = 0; j < ny; ++j) {
-      yn[j] = s.g[j] + k.ou_decay * (y[j] - s.g[j]) + s.b[j] * k.ou_sd * s.z[nx + j];
-      ok = ok & is_finite(yn[j]);
-    }
-  } else {
-    m.fast_drift(x, y, s.g);
-    for (int j = 0; j < ny; ++j) {
-      yn[j] = y[j] + s.g[j] * k.tau + s.b[j] * k.sqtau * s.z[nx + j];
-      ok = ok & is_finite(yn[j]);
-    }
-  }
+  ok = ok & fast_update<ExactOU>(m, k.tau, k.sqtau, k.ou_decay, k.ou_sd, x, y, yn, s.g, s.b,
+                                 s.z, nx);
   return ok;
 }
 

@@ -233,6 +233,53 @@ struct Lorenz96 {
   }
 };
 
+// A 1-D SDE tabulated on knots: drift F and noise S = sqrt(A) piecewise linear in x, linear
+// extrapolation of F and constant extrapolation of S beyond the end knots. It is the HMM
+// macro-solver of the averaging estimator (multiscale.averaging.AveragedSDE).
+// Parameters: [n, x_0..x_{n-1}, F_0..F_{n-1}, S_0..S_{n-1}], knots strictly increasing.
+template <class Real>
+struct Tabulated1D : NoFastVariables {
+  static constexpr int kNX = 1, kNY = 0, kMaxKnots = 128, kNumParams = 1 + 3 * kMaxKnots;
+  static constexpr Scaling kScaling = Scaling::kNone;
+  static constexpr bool kOU = false;
+  int n;
+  Real xk[kMaxKnots], fk[kMaxKnots], sk[kMaxKnots];
+  static Tabulated1D from_params(const double* p, double) {
+    Tabulated1D m;
+    m.n = static_cast<int>(p[0]);
+    for (int i = 0; i < kMaxKnots; ++i) {
+      m.xk[i] = Real(i < m.n ? p[1 + i] : 0.0);
+      m.fk[i] = Real(i < m.n ? p[1 + kMaxKnots + i] : 0.0);
+      m.sk[i] = Real(i < m.n ? p[1 + 2 * kMaxKnots + i] : 0.0);
+    }
+    return m;
+  }
+  MS_INLINE int nx() const { return 1; }
+  MS_INLINE int ny() const { return 0; }
+  // Index i of the segment [x_i, x_{i+1}] holding v (clamped to the end segments).
+  MS_INLINE int segment(Real v) const {
+    int lo = 0, hi = n - 1;
+    while (hi - lo > 1) {
+      const int mid = (lo + hi) / 2;
+      if (v < xk[mid]) hi = mid; else lo = mid;
+    }
+    return lo;
+  }
+  template <class V, class W>
+  MS_INLINE void slow_drift(V x, V, W f) const {
+    const int i = segment(x[0]);
+    const Real t = (x[0] - xk[i]) / (xk[i + 1] - xk[i]);
+    f[0] = fk[i] + t * (fk[i + 1] - fk[i]);
+  }
+  template <class V, class W>
+  MS_INLINE void slow_noise(V x, V, W a) const {
+    const int i = segment(x[0]);
+    Real t = (x[0] - xk[i]) / (xk[i + 1] - xk[i]);
+    t = t < Real(0) ? Real(0) : (t > Real(1) ? Real(1) : t);
+    a[0] = sk[i] + t * (sk[i + 1] - sk[i]);
+  }
+};
+
 // X-macro list: (id, C++ type). The id is the index used by the bindings and Python catalogue.
 #define MS_MODEL_LIST(X)                     \
   X(0, ::ms::FastOULinear)                   \
@@ -243,7 +290,8 @@ struct Lorenz96 {
   X(5, ::ms::FastOUNoise)                    \
   X(6, ::ms::DoubleWell)                     \
   X(7, ::ms::OrnsteinUhlenbeck)              \
-  X(8, ::ms::Lorenz96)
+  X(8, ::ms::Lorenz96)                       \
+  X(9, ::ms::Tabulated1D)
 
 template <class Real>
 using PeriodicPotentialQuadratic = PeriodicPotential<Real, false>;
