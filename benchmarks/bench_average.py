@@ -13,7 +13,7 @@ x in linspace(-3, 3, points):
     preallocated buffers, in-place operations, ``Generator.standard_normal(out=...)``, batch
     means streamed) on 1 thread.
 
-The full settings (dt 0.01, burn-in 20, batch 20 >= 5 tau_int, 100 replicas x 2500 fast-time
+The full settings (dt 0.01, burn-in 20, batch 20 >= 5 tau_int, 100 replicas x 3000 fast-time
 units per point) give stderr <= 0.005 at the hardest points (x near 0, tau_int ~ 1.2). Running
 them in full takes minutes per case, so by default the averaging time is cut to --scale of it
 (rounded to whole batches) and the times are extrapolated linearly in the steps per replica
@@ -52,7 +52,7 @@ import multiscale as ms  # noqa: E402
 from multiscale.averaging import AveragingEstimator, AveragingOptions  # noqa: E402
 
 MODEL, A0, LAM = "tilted_double_well", 0.1, 1.5
-DT, BURN, BATCH, REPLICAS, TIME = 0.01, 20.0, 20.0, 100, 2500.0
+DT, BURN, BATCH, REPLICAS, TIME = 0.01, 20.0, 20.0, 100, 3000.0
 TARGET_SE = 0.005
 THREADS = 2
 

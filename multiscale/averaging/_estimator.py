@@ -161,15 +161,14 @@ class AveragingEstimator:
             stats = _reduce(acc, done, status, M, R, m, homog, corrector, batch_len, o.dt)
             if o.target_stderr is None:
                 break
-            worst = np.nanmax(stats["se_total"], axis=1)
+            se = stats["se_total"]
+            worst = np.max(np.where(np.isnan(se), np.inf, se), axis=1)  # NaN: not converged
             active = (~(worst <= o.target_stderr)).astype(np.uint8)
             active[stats["n_ok"] == 0] = 0
             if not active.any():
                 break
         self.result_ = _dataset(info, p, x, stats, rounds, o, homog, corrector, exact_ou, eps_v,
                                 self.seed, self.device, status.reshape(M, R))
-        self._model_info = info
-        self._params = p
         return self
 
     def fetch_model(self):
@@ -254,6 +253,7 @@ def _reduce(acc: np.ndarray, done: np.ndarray, status: np.ndarray, M: int, R: in
             D_loo = np.where(wk, D_loo, 0.0)
             mean_loo = D_loo.sum(1) / k_ok
             A_se = np.sqrt((k_ok - 1) / k_ok * (np.where(wk, D_loo - mean_loo[:, None], 0.0) ** 2).sum(1))
+            A_se = np.where(k_ok >= 2, A_se, np.nan)  # a jackknife needs two replicas
             out["A_green_kubo"] = D
             out["F_f1"], out["F_f1_stderr"] = F_avg, se_avg
             if corrector:
