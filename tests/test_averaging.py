@@ -514,3 +514,18 @@ def test_failed_replica_with_overflowed_sums_is_left_out():
     assert r["converged"].values.tolist()[1:] == [0, 0]
     status = r["replica_status"].values
     assert np.array_equal((status == 0).sum(axis=1), n_ok)
+
+
+def test_lorenz96_closure_variable():
+    """The closure output is F minus the resolved Lorenz-96 tendency; with h = 0 it vanishes."""
+    x = np.array([[1.0, 3.0, -2.0, 5.0], [4.0, 4.0, 4.0, 4.0]])
+    opts = AveragingOptions(dt=0.002, burn_in=1.0, time=2.0, batch=0.5, replicas=4)
+    for h in (0.0, 1.0):
+        params = {"K": 4, "J": 4, "c": 4.0, "b": 4.0, "h": h, "sigma_y": 0.5}
+        r = AveragingEstimator(opts, seed=2).fit("lorenz96", x, params=params).result_
+        resolved = -np.roll(x, 1, 1) * (np.roll(x, 2, 1) - np.roll(x, -1, 1)) - x + 20.0
+        np.testing.assert_allclose(r["closure"].values, r["F"].values - resolved, rtol=0, atol=1e-12)
+        if h == 0.0:
+            np.testing.assert_allclose(r["closure"].values, 0.0, atol=1e-10)
+        else:
+            assert np.all(np.abs(r["closure"].values) > 4 * r["F_stderr"].values)

@@ -315,6 +315,14 @@ def _dataset(info: ModelInfo, p: dict, x: np.ndarray, st: dict, rounds: np.ndarr
         if corrector:
             data["F_corrector"] = (pv, st["F_corrector"], {"long_name": "E[(grad_x Phi) f0]"})
             data["F_corrector_stderr"] = (pv, st["F_corrector_stderr"], {})
+    if info.name == "lorenz96":
+        # The closure of X_k given all slow variables frozen: the averaged drift minus the
+        # resolved tendency -X_{k-1}(X_{k-2} - X_{k+1}) - X_k + F, i.e. -(h c/b) E[sum_j Y_jk].
+        resolved = (-np.roll(x, 1, axis=1) * (np.roll(x, 2, axis=1) - np.roll(x, -1, axis=1))
+                    - x + p["F"])
+        data["closure"] = (pv, st["F"] - resolved, {
+            "long_name": "Lorenz-96 closure -(h c/b) E[sum_j Y_jk] given the frozen slow state "
+                         "(standard error: F_stderr)"})
     bi = build_info()
     attrs = {
         "title": f"averaged dynamics of {info.name}",
