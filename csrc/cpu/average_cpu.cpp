@@ -63,11 +63,12 @@ void frozen_block(const M m, const FrozenCoef<Real> k, const FrozenLayout L, con
 #pragma omp simd
     for (int l = 0; l < W; ++l) {
       const bool live = act[l] != 0;
-      const FrozenScratch<V> sc = scratch_of(l);
+      // The scratch views are built in the call, not in a named local: a named struct of
+      // pointers is kept per lane in memory and defeats vectorisation of the corrector path.
       frozen_normals<Refill, Real>(key, static_cast<uint32_t>(p0 + l),
-                                   static_cast<uint64_t>(rng_step), ny, sc.z, zc[l]);
-      const bool ok = frozen_step<ExactOU, Acc, Corrector>(m, k, L, V{x + l}, V{ys + l}, sc,
-                                                           A{accb + l}, live);
+                                   static_cast<uint64_t>(rng_step), ny, scratch_of(l).z, zc[l]);
+      const bool ok = frozen_step<ExactOU, Acc, Corrector>(m, k, L, V{x + l}, V{ys + l},
+                                                           scratch_of(l), A{accb + l}, live);
       const bool fail = live & !ok;
       st[l] = fail ? static_cast<int32_t>(STATUS_NONFINITE) : st[l];
       fs[l] = fail ? rng_step : fs[l];
@@ -128,25 +129,11 @@ bool run_frozen(const M& m, const FrozenSpec& spec, const FrozenBuffers<Real>& o
   const int threads = spec.threads > 0 ? spec.threads : omp_get_max_threads();
   const int ss = L.state_size();
   const size_t mem_len = static_cast<size_t>(nx + ss + 3 * nx + 4 * ny + ny) * W;
-  // Accumulated-step count at the start of this call (equal for all active paths).
-  int64_t done0 = -1;
-  for (int64_t p = 0; p < n; ++p) {
-    if (spec.active[p / spec.replicas] && out.status[p] == STATUS_OK) {
-      done0 = out.steps_done[p];
-      break;
-    }
-  }
+  const int64_t done0 = frozen_done0(spec, out);
   if (done0 < 0) return false;  // nothing to run
-  // Chunks: burn-in in one piece per poll budget, accumulation in whole batches.
   const int64_t total = spec.burn_steps + spec.steps;
-  const double work = static_cast<double>(n) * std::max(ss, 1) * (1 + 2 * nx);
-  const int64_t poll = std::max<int64_t>(1, static_cast<int64_t>(67108864.0 / work));
-  std::vector<int64_t> edges{0, spec.burn_steps, total};
-  for (int64_t s = poll; s < spec.burn_steps; s += poll) edges.push_back(s);
-  const int64_t poll_acc = std::max<int64_t>(1, poll / spec.batch_len) * spec.batch_len;
-  for (int64_t s = spec.burn_steps + poll_acc; s < total; s += poll_acc) edges.push_back(s);
-  std::sort(edges.begin(), edges.end());
-  edges.erase(std::unique(edges.begin(), edges.end()), edges.end());
+  const std::vector<int64_t> edges = frozen_chunk_edges(
+      spec, static_cast<double>(n) * std::max(ss, 1) * (1 + 2 * nx), 67108864.0);
   for (size_t c = 0; c + 1 < edges.size(); ++c) {
     const int64_t s0 = edges[c], s1 = edges[c + 1];
 #pragma omp parallel num_threads(threads)

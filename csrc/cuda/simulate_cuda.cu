@@ -336,12 +336,7 @@ void run_frozen(const M& m, const FrozenSpec& spec, const FrozenBuffers<Real>& o
   const PhiloxKey key = PhiloxKey::from_seed(spec.seed);
   const int64_t n = spec.n_points * spec.replicas;
   const int ss = L.state_size();
-  int64_t done0 = -1;
-  for (int64_t p = 0; p < n; ++p)
-    if (spec.active[p / spec.replicas] && out.status[p] == STATUS_OK) {
-      done0 = out.steps_done[p];
-      break;
-    }
+  const int64_t done0 = frozen_done0(spec, out);
   if (done0 < 0) return;
   const int scratch_len = 4 * nx + 4 * ny;
   DeviceArray<Real> d_y(static_cast<size_t>(n) * ss), d_scr(static_cast<size_t>(n) * scratch_len);
@@ -356,14 +351,8 @@ void run_frozen(const M& m, const FrozenSpec& spec, const FrozenBuffers<Real>& o
   MS_CUDA_CHECK(cudaMemcpy(d_st.p, out.status, n, cudaMemcpyHostToDevice));
   MS_CUDA_CHECK(cudaMemcpy(d_fs.p, out.fail_step, n * sizeof(int64_t), cudaMemcpyHostToDevice));
   const int64_t total = spec.burn_steps + spec.steps;
-  const double work = static_cast<double>(n) * std::max(ss, 1) * (1 + 2 * nx);
-  const int64_t poll = std::max<int64_t>(1, static_cast<int64_t>(1073741824.0 / work));
-  std::vector<int64_t> edges{0, spec.burn_steps, total};
-  for (int64_t s = poll; s < spec.burn_steps; s += poll) edges.push_back(s);
-  const int64_t poll_acc = std::max<int64_t>(1, poll / spec.batch_len) * spec.batch_len;
-  for (int64_t s = spec.burn_steps + poll_acc; s < total; s += poll_acc) edges.push_back(s);
-  std::sort(edges.begin(), edges.end());
-  edges.erase(std::unique(edges.begin(), edges.end()), edges.end());
+  const std::vector<int64_t> edges = frozen_chunk_edges(
+      spec, static_cast<double>(n) * std::max(ss, 1) * (1 + 2 * nx), 1073741824.0);
   const int tpb = 128;
   const unsigned grid = static_cast<unsigned>((n + tpb - 1) / tpb);
   bool stopped = false;

@@ -106,7 +106,7 @@ struct FrozenScratch {
 // flow and vectorises. The normals z[0..ny) are drawn by the caller (frozen_normals).
 template <bool ExactOU, bool Accumulate, bool Corrector, class M, class Real, class V, class A>
 MS_INLINE bool frozen_step(const M& m, const FrozenCoef<Real>& k, const FrozenLayout& L, V x,
-                           V ys, const FrozenScratch<V>& s, A acc, bool commit_ok) {
+                           V ys, const FrozenScratch<V> s, A acc, bool commit_ok) {
   const int nx = m.nx(), ny = m.ny();
   bool ok = fast_update<ExactOU>(m, k.dtau, k.sqdtau, k.ou_decay, k.ou_sd, x, ys, s.yn, s.g, s.b,
                                  s.z, 0);
