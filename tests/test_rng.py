@@ -70,8 +70,24 @@ def _bm32(ur: int, ua: int) -> tuple[float, float]:
     return r * sign * cq, r * sign * sq
 
 
+def _splitmix64(x: int) -> int:
+    """SplitMix64 finaliser (the seed hash of rng/philox.h), in plain Python integers."""
+    M = (1 << 64) - 1
+    x = (x + 0x9E3779B97F4A7C15) & M
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M
+    return x ^ (x >> 31)
+
+
+def test_splitmix64_known_values():
+    # Reference outputs of SplitMix64 seeded with 0 (Vigna's splitmix64.c: state += golden; mix):
+    # the first output for state 0 is 0xE220A8397B1DCDAF.
+    assert _splitmix64(0) == 0xE220A8397B1DCDAF
+
+
 def _reference_normals(seed: int, path: int, step: int, n: int, single: bool) -> np.ndarray:
-    k0, k1 = seed & U32, seed >> 32
+    h = _splitmix64(seed)
+    k0, k1 = h & U32, h >> 32
     out = []
     block = 0
     while len(out) < n:

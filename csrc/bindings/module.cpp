@@ -69,7 +69,7 @@ py::dict build_info() {
   d["cuda_devices"] = 0;
   d["cuda_device_names"] = "";
 #endif
-  d["rng"] = "Philox4x32-10 keyed by (seed, stream, path, step, block); Box-Muller normals";
+  d["rng"] = "Philox4x32-10, key splitmix64(seed), counter (block | stream<<24, path, step); Box-Muller normals";
   return d;
 }
 

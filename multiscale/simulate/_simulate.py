@@ -304,7 +304,7 @@ def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, n_paths, names, m,
         "path_offset": int(path_offset),
         "seed": str(seed),  # up to 2**64 - 1: netCDF has no uint64 attribute everywhere
         "rng": RNG_NAME,
-        "rng_counter": "key=(seed lo, seed hi); ctr=(block | stream<<24, path, step lo, step hi)",
+        "rng_counter": "key=(lo, hi) of splitmix64(seed); ctr=(block | stream<<24, path, step lo, step hi)",
         "integrator": "euler_maruyama",
         "fast_step": "exact_ou" if exact_ou else "euler",
         "precision": precision.value,
