@@ -39,11 +39,7 @@ FrozenCoef<Real> make_frozen_coef(const M& m, double dtau, double h) {
   k.sqdtau = Real(std::sqrt(dtau));
   k.ou_decay = Real(1);
   k.ou_sd = Real(0);
-  if constexpr (M::kOU) {
-    const double theta = static_cast<double>(m.ou_theta());
-    k.ou_decay = Real(std::exp(-theta * dtau));
-    k.ou_sd = Real(std::sqrt(-std::expm1(-2.0 * theta * dtau) / (2.0 * theta)));
-  }
+  if constexpr (M::kOU) ou_transition(static_cast<double>(m.ou_theta()), dtau, k.ou_decay, k.ou_sd);
   k.h = Real(h);
   return k;
 }

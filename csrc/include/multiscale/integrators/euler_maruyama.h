@@ -24,7 +24,16 @@ struct StepCoef {
   Real ou_decay, ou_sd;   // exact OU: e^{-theta tau}, sqrt((1 - e^{-2 theta tau}) / (2 theta))
 };
 
-// Host-side construction of the step constants (expm1 keeps ou_sd accurate for tiny tau).
+// Exact OU transition over a fast-time step tau for rate theta: decay e^{-theta tau} and
+// standard deviation factor sqrt((1 - e^{-2 theta tau}) / (2 theta)) (expm1 keeps it accurate
+// for tiny tau). Host side; shared by the full-system and the frozen-x steps.
+template <class Real>
+void ou_transition(double theta, double tau, Real& decay, Real& sd) {
+  decay = Real(std::exp(-theta * tau));
+  sd = Real(std::sqrt(-std::expm1(-2.0 * theta * tau) / (2.0 * theta)));
+}
+
+// Host-side construction of the step constants.
 template <class Real, class M>
 StepCoef<Real> make_step_coef(const M& m, double dt, double eps) {
   StepCoef<Real> k;
@@ -38,11 +47,7 @@ StepCoef<Real> make_step_coef(const M& m, double dt, double eps) {
   k.inv_eps = Real(M::kScaling == Scaling::kHomogenization ? 1.0 / eps : 0.0);
   k.ou_decay = Real(1);
   k.ou_sd = Real(0);
-  if constexpr (M::kOU) {
-    const double theta = static_cast<double>(m.ou_theta());
-    k.ou_decay = Real(std::exp(-theta * tau));
-    k.ou_sd = Real(std::sqrt(-std::expm1(-2.0 * theta * tau) / (2.0 * theta)));
-  }
+  if constexpr (M::kOU) ou_transition(static_cast<double>(m.ou_theta()), tau, k.ou_decay, k.ou_sd);
   return k;
 }
 
