@@ -16,7 +16,24 @@ from .simulate import FastStep, Histogram, Observables, Precision, resimulate, s
 
 __version__ = build_info()["version"]
 
+# The learning layer needs torch, whose import takes seconds: load it on first use.
+_SURROGATE = ("DiffusionForm", "EffectiveSDE", "EffectiveSDEEstimator", "LagWarning", "SurrogateFormatError",
+              "SurrogateOptions", "TrajectoryMethod", "load_surrogate", "save_surrogate")
+
+
+def __getattr__(name: str):
+    if name in _SURROGATE:
+        from . import surrogate
+
+        return getattr(surrogate, name)
+    raise AttributeError(f"module 'multiscale' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_SURROGATE))
+
 __all__ = [
+    *_SURROGATE,
     "AveragedSDE",
     "AveragingEstimator",
     "AveragingOptions",

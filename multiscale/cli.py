@@ -1,5 +1,5 @@
 """Command-line interface: ``multiscale models``, ``multiscale simulate``, ``multiscale average``,
-``multiscale run``, ``multiscale info``."""
+``multiscale train``, ``multiscale run``, ``multiscale info``."""
 from __future__ import annotations
 
 import argparse
@@ -64,6 +64,26 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--threads", type=int, default=None)
     a.add_argument("--device", default="cpu")
     a.add_argument("--out", required=True, help="output file (.nc)")
+
+    t = sub.add_parser("train", help="learn an effective SDE (neural, deep ensemble) from estimates or trajectories")
+    t.add_argument("--data", required=True, help="netCDF/HDF5 file from `average` or `simulate`")
+    kind = t.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--from-estimates", action="store_true", help="data holds averaged estimates F, A")
+    kind.add_argument("--from-trajectories", action="store_true", help="data holds slow trajectories")
+    t.add_argument("--lag", type=float, default=None,
+                   help="transition lag (time units) for trajectories; default: the lag rule")
+    t.add_argument("--method", choices=["multiscale", "euler"], default="multiscale",
+                   help="transition density for trajectories")
+    t.add_argument("--variables", default=None, help="comma-separated slow variables to model")
+    t.add_argument("--members", type=int, default=10, help="deep-ensemble size")
+    t.add_argument("--hidden", default="48,48", help="hidden widths, comma-separated")
+    t.add_argument("--diffusion", choices=["cholesky", "diagonal", "scalar"], default="cholesky")
+    t.add_argument("--gradient", action="store_true", help="gradient structure (effective potential)")
+    t.add_argument("--epochs", type=int, default=None, help="maximum Adam epochs / steps")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--out", required=True, help="output surrogate file (.h5)")
 
     r = sub.add_parser("run", help="run the whole pipeline on the built-in default problem")
     r.add_argument("--out", default="multiscale-run", help="output folder")
@@ -157,6 +177,52 @@ def _cmd_average(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .io import open_dataset
+    from .surrogate import (DiffusionForm, EffectiveSDEEstimator, SurrogateOptions, TrajectoryMethod,
+                            save_surrogate)
+
+    path = Path(a.data)
+    if not path.exists():
+        raise ValueError(f"--data {a.data!r}: no such file")
+    ds = open_dataset(path)
+    has_est, has_traj = "F" in ds and "A" in ds, "trajectory" in ds
+    if a.from_estimates and not has_est:
+        raise ValueError(f"--from-estimates: {a.data!r} holds no averaged estimates (F, A); "
+                         "it was written by `multiscale " + ("simulate`" if has_traj else "?`"))
+    if a.from_trajectories and not has_traj:
+        raise ValueError(f"--from-trajectories: {a.data!r} holds no trajectory variable")
+    if a.from_estimates and a.lag is not None:
+        raise ValueError("--lag applies to --from-trajectories only")
+    try:
+        hidden = tuple(int(h) for h in a.hidden.split(","))
+    except ValueError:
+        raise ValueError(f"--hidden {a.hidden!r} must be comma-separated integers") from None
+    kw = {} if a.epochs is None else {"epochs": a.epochs}
+    opts = SurrogateOptions(members=a.members, hidden=hidden, diffusion=DiffusionForm(a.diffusion),
+                            gradient=a.gradient, method=TrajectoryMethod(a.method), seed=a.seed,
+                            threads=a.threads, progress=not a.quiet, **kw)
+    variables = None if a.variables is None else [v.strip() for v in a.variables.split(",")]
+    t0 = time.perf_counter()
+    est = EffectiveSDEEstimator(opts).fit(path, lag=a.lag, variables=variables)
+    model = est.fetch_model()
+    out = save_surrogate(model, Path(a.out))
+    s = est.summary_
+    x = np.linspace(model.x_lo.numpy(), model.x_hi.numpy(), 5)
+    print(f"trained {model.members}-member effective SDE for {list(model.names)} from {s['pathway']} "
+          f"({s['epochs']} epochs, {time.perf_counter() - t0:.1f} s)"
+          + (f", lag {s['lag']:.4g} ({s['method']})" if s["pathway"] == "trajectories" else ""))
+    print(f"{'x':>24}{'drift':>24}{'+- spread':>12}{'diffusion A':>24}")
+    b, sp, A = model.drift(x), model.drift_spread(x), model.diffusion(x)
+    for i in range(x.shape[0]):
+        print(f"{np.array2string(x[i], precision=3):>24}{np.array2string(b[i], precision=4):>24}"
+              f"{float(sp[i].max()):>12.3g}{np.array2string(np.diagonal(A[i]), precision=4):>24}")
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = _parser()
     a = ap.parse_args(argv)
@@ -169,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_simulate(a)
         if a.command == "average":
             return _cmd_average(a)
+        if a.command == "train":
+            return _cmd_train(a)
         if a.command == "run":
             from .pipeline import run_default
 

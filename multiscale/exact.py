@@ -251,6 +251,20 @@ def _periodic_base_potential(potential: str) -> Callable[[np.ndarray], np.ndarra
     raise ValueError(f"potential={potential!r} must be 'quadratic' (3a) or 'quartic' (3b)")
 
 
+def periodic_homogenized_K(A: float = 1.0, sigma: float = 0.5) -> float:
+    """REFERENCE problem 3: the homogenization factor ``K = L^2 / (Z Zhat)`` of a period-1
+    potential ``p(y) = A cos(2 pi y)`` at temperature ``sigma``, by quadrature of
+    ``Z = int_0^1 exp(-p/sigma)`` and ``Zhat = int_0^1 exp(+p/sigma)``.
+
+    The homogenized SDE is ``dX = -K V'(X) dt + sqrt(2 sigma K) dW``; the effective
+    diffusivity is ``sigma K`` (Lifson-Jackson). For the cosine, ``K = 1/I0(A/sigma)^2``.
+    """
+    opts = dict(epsabs=0.0, epsrel=1e-13, limit=200)
+    Z = integrate.quad(lambda y: math.exp(-A * math.cos(2 * math.pi * y) / sigma), 0.0, 1.0, **opts)[0]
+    Zh = integrate.quad(lambda y: math.exp(A * math.cos(2 * math.pi * y) / sigma), 0.0, 1.0, **opts)[0]
+    return 1.0 / (Z * Zh)
+
+
 def periodic_potential_moments(potential: str = "quadratic", sigma: float = 0.5, A: float = 1.0,
                                eps: float | None = None, powers=(2, 4)) -> dict[int, float]:
     """REFERENCE problem 3: invariant moments of ``dX = -V'(X) dt - (1/eps) p'(X/eps) dt +

@@ -1,0 +1,130 @@
+"""Typed options of the learning layer."""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+
+class DiffusionForm(enum.Enum):
+    """Parametrisation of the diffusion matrix ``A(x) = S(x) S(x)^T``.
+
+    ``CHOLESKY``: full positive-definite ``A`` through a lower-triangular ``S`` with a positive
+    diagonal; ``DIAGONAL``: ``S = diag(s_1(x), ..., s_m(x))``; ``SCALAR``: ``S = s(x) I``.
+    """
+
+    CHOLESKY = "cholesky"
+    DIAGONAL = "diagonal"
+    SCALAR = "scalar"
+
+
+class TrajectoryMethod(enum.Enum):
+    """Transition density used when learning from coarse trajectories.
+
+    ``EULER``: the Euler-Maruyama Gaussian ``N(x + b D, A D)`` at lag ``D`` (naive: biased when
+    the lag is not small against the slow scale, and wrong when it is not large against the
+    fast scale). ``MULTISCALE``: Gaussian with the second-order (Kessler) moment expansion
+    ``x + b D + (L b) D^2/2`` and ``A D + (...) D^2/2``, fitted jointly at lags ``D`` and
+    ``2 D`` with a learned lag-independent covariance ``C`` that absorbs the fast-scale
+    fluctuation of the slow variable (the ``eps * corrector`` part of ``X``), so that only the
+    part of the increment variance that grows linearly with the lag is read as diffusion.
+    """
+
+    EULER = "euler"
+    MULTISCALE = "multiscale"
+
+
+@dataclass(frozen=True)
+class SurrogateOptions:
+    """Architecture and training settings of :class:`EffectiveSDEEstimator`.
+
+    Parameters
+    ----------
+    members : int
+        Deep-ensemble size (>= 2; >= 5 recommended). The members are one batched network.
+    hidden : tuple of int
+        Hidden layer widths of each member's drift and diffusion networks (tanh).
+    diffusion : DiffusionForm
+    gradient : bool
+        Gradient structure: ``b = -A grad U / 2 + div A / 2``, so the surrogate has the
+        invariant density ``exp(-U) / Z`` and an interpretable effective potential ``U``.
+    epochs : int
+        Maximum Adam epochs (full-batch for estimates, mini-batch for trajectories).
+    lr : float
+        Adam learning rate.
+    lbfgs_steps : int
+        L-BFGS refinement iterations after Adam (estimates pathway; 0 to skip).
+    batch_size : int
+        Mini-batch size (transition pairs) for the trajectories pathway.
+    weight_decay : float
+        L2 penalty on the weights (relative to the data term).
+    validation_fraction : float
+        Fraction held out per member for early stopping, in [0, 0.5).
+    patience : int
+        Epochs without validation improvement before stopping.
+    bootstrap : bool
+        Resample the data per member (parametric bootstrap of the estimates with their standard
+        errors; Poisson path weights for trajectories), so the ensemble spread reflects the
+        data's noise as well as the initialisation.
+    method : TrajectoryMethod
+    seed : int
+        Seeds initialisation, bootstrap and splits.
+    threads : int, optional
+        Torch intra-op threads during training (default: torch's).
+    progress : bool
+        Print a progress line (a bar on a terminal).
+    """
+
+    members: int = 10
+    hidden: tuple[int, ...] = (48, 48)
+    diffusion: DiffusionForm = DiffusionForm.CHOLESKY
+    gradient: bool = False
+    epochs: int = 1500
+    lr: float = 1e-2
+    lbfgs_steps: int = 1500
+    batch_size: int = 8192
+    weight_decay: float = 1e-6
+    validation_fraction: float = 0.2
+    patience: int = 300
+    bootstrap: bool = True
+    method: TrajectoryMethod = TrajectoryMethod.MULTISCALE
+    seed: int = 0
+    threads: int | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        def is_int(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not is_int(self.members) or self.members < 2:
+            raise ValueError(f"members={self.members!r} must be an integer >= 2")
+        if (not isinstance(self.hidden, tuple) or len(self.hidden) == 0
+                or not all(is_int(h) and 1 <= h <= 4096 for h in self.hidden)):
+            raise ValueError(f"hidden={self.hidden!r} must be a non-empty tuple of widths in [1, 4096]")
+        if not isinstance(self.diffusion, DiffusionForm):
+            raise ValueError(f"diffusion={self.diffusion!r} must be a multiscale.DiffusionForm")
+        if not isinstance(self.method, TrajectoryMethod):
+            raise ValueError(f"method={self.method!r} must be a multiscale.TrajectoryMethod")
+        if not isinstance(self.gradient, bool):
+            raise ValueError(f"gradient={self.gradient!r} must be a bool")
+        for name in ("epochs", "lbfgs_steps", "patience"):
+            v = getattr(self, name)
+            if not is_int(v) or v < 0:
+                raise ValueError(f"{name}={v!r} must be an integer >= 0")
+        if not is_int(self.batch_size) or self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size!r} must be an integer >= 1")
+        for name, lo in (("lr", 0.0), ("weight_decay", -1.0)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not v > lo:
+                raise ValueError(f"{name}={v!r} must be a finite number > {lo:g}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay={self.weight_decay!r} must be >= 0")
+        v = self.validation_fraction
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v < 0.5:
+            raise ValueError(f"validation_fraction={v!r} must be in [0, 0.5)")
+        if not isinstance(self.bootstrap, bool) or not isinstance(self.progress, bool):
+            raise ValueError("bootstrap and progress must be bools")
+        if not is_int(self.seed) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed={self.seed!r} must be an integer in [0, 2**63)")
+        if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
+            raise ValueError(f"threads={self.threads!r} must be a positive integer or None")
