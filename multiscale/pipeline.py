@@ -13,6 +13,8 @@ validation, export) extends this chain; today it is:
    save it (``surrogate.h5``), check its drift against the exact one inside the ensemble's
    band, and simulate it with each path following one ensemble member, so that the stationary
    E[X^2] carries the model uncertainty in its standard error;
+5. export it in the portable format (``surrogate.mss``) and read it back through the C API
+   library, as downstream C/C++/Fortran solvers will;
 
 and write the data, a summary table and a figure.
 """
@@ -82,6 +84,7 @@ def run_default(out: Path, n_paths: int = 2000, seed: int = 0, threads: int | No
     sde = learner.fetch_model()
     save_surrogate(sde, out / "surrogate.h5")
     train_s = time.perf_counter() - t4
+    export_check = _export(sde, out / "surrogate.mss")
     xt = np.linspace(-2.0, 2.0, 201)
     err = sde.drift(xt)[:, 0] - (1.5 * xt - xt**3)
     inside = float(np.mean(np.abs(err) <= 2 * sde.drift_spread(xt)[:, 0]))
@@ -109,10 +112,11 @@ def run_default(out: Path, n_paths: int = 2000, seed: int = 0, threads: int | No
         "surrogate": {"members": sde.members, "train_seconds": train_s, "stage_seconds": surrogate_s,
                       "max_abs_drift_error_|x|<=2": float(np.max(np.abs(err))),
                       "fraction_of_exact_drift_inside_2_spread": inside,
-                      "max_abs_diffusion_error": float(np.max(np.abs(sde.diffusion(xt)[:, 0, 0] - 1.0)))},
+                      "max_abs_diffusion_error": float(np.max(np.abs(sde.diffusion(xt)[:, 0, 0] - 1.0))),
+                      "c_api_max_relative_difference": export_check},
         "all_within_4_stderr": bool(np.max(np.abs(z_F)) < 4.5 and
                                     all(abs(r["z"]) < 4 for r in rows if r["quantity"].startswith("E["))
-                                    and inside >= 0.9),
+                                    and inside >= 0.9 and (export_check is None or export_check < 1e-12)),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     lines = [f"multiscale run: {DEFAULT_MODEL}, eps={eps}, dt={dt}, {n_paths} paths, T={t_end} "
@@ -126,17 +130,36 @@ def run_default(out: Path, n_paths: int = 2000, seed: int = 0, threads: int | No
     lines.append(f"neural effective SDE ({sde.members} members, trained in {train_s:.1f} s): max |b - F| on "
                  f"|x| <= 2 = {sm['max_abs_drift_error_|x|<=2']:.3f}, exact F inside the 2-spread band at "
                  f"{100 * inside:.0f}% of points, max |A - 1| = {sm['max_abs_diffusion_error']:.2e}")
+    lines.append("portable export surrogate.mss read back through the C API: max relative difference "
+                 + ("n/a (library not built)" if export_check is None else f"{export_check:.1e}"))
     lines.append(f"in-kernel streaming mean/var of x over t in ({burn_in}, {t_end}]: "
                  f"{kernel_mean:.5f} / {kernel_var:.5f} (exact 0 / {ref[2]:.5f})")
     figure = _plot_density(ds, out / "stationary_density.png")
     figure = _plot_drift(avg, out / "averaged_drift.png", sde) and figure
-    lines.append(f"outputs: {out}/simulation.nc, averaged.nc, surrogate.h5, summary.json, summary.txt"
+    lines.append(f"outputs: {out}/simulation.nc, averaged.nc, surrogate.h5, surrogate.mss, summary.json, summary.txt"
                  + (", stationary_density.png, averaged_drift.png" if figure else
                     " (no figure: pip install 'multiscale[plot]' for matplotlib)"))
     text = "\n".join(lines)
     (out / "summary.txt").write_text(text + "\n")
     print(text)
     return 0 if summary["all_within_4_stderr"] else 1
+
+
+def _export(sde, path: Path) -> float | None:
+    """Write the portable file and evaluate it through the C API library, as C/C++/Fortran
+    programs will; returns the largest difference from the Python model relative to the
+    drift's scale (None when the library is not built, as in a bare source checkout)."""
+    from .export import CSurrogate, export_surrogate, get_library
+
+    export_surrogate(sde, path)
+    try:
+        get_library()
+    except FileNotFoundError:
+        return None
+    x = np.linspace(-3.0, 3.0, 301)
+    with CSurrogate(path) as c:
+        ref = sde.drift(x)
+        return float(np.max(np.abs(c.drift(x) - ref)) / np.max(np.abs(ref)))
 
 
 def _pyplot():

@@ -1,0 +1,470 @@
+// Header-only evaluator of exported multiscale surrogates (format: docs/surrogate_format.md).
+//
+// Depends on the C++17 standard library only. Loads a `.mss` file written by
+// multiscale.export_surrogate and evaluates the learned effective SDE dX = b(X) dt + S(X) dW in
+// float64, for one state or a batch, per ensemble member or as the ensemble mean, with the same
+// arithmetic as the Python model (tanh MLPs, softplus with torch's threshold 20, the gradient
+// structure b = -A grad U / 2 + div A / 2 by forward-mode derivatives).
+//
+//   auto s = ms::surrogate::Surrogate::load("surrogate.mss");   // throws ms::surrogate::Error
+//   std::vector<double> b(s.dim()), A(s.dim() * s.dim());
+//   s.drift(x, b.data());          // ensemble mean; s.drift(x, b.data(), k) for member k
+//   s.diffusion(x, A.data());      // A = S S^T, row-major (dim, dim)
+//
+// A loaded Surrogate is immutable: evaluation is thread-safe.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ms::surrogate {
+
+constexpr int kFormatVersion = 1;
+constexpr std::size_t kMaxHeaderBytes = 1u << 16;
+
+/// Load or argument error, with the C API's error code.
+class Error : public std::runtime_error {
+ public:
+  Error(int code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
+enum ErrorCode { kOk = 0, kIo = 1, kFormat = 2, kVersion = 3, kArgument = 4, kNumeric = 5 };
+
+/// CRC-32 (IEEE 802.3, as zlib.crc32).
+inline uint32_t crc32(const unsigned char* p, std::size_t n) {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  uint32_t c = 0xFFFFFFFFu;
+  for (std::size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFFu] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+enum class Form { Cholesky, Diagonal, Scalar };
+
+namespace detail {
+
+// torch.nn.functional.softplus (beta 1, threshold 20) and its derivative.
+inline double softplus(double u) { return u > 20.0 ? u : std::log1p(std::exp(u)); }
+inline double sigmoid(double u) { return 1.0 / (1.0 + std::exp(-u)); }
+inline double dsoftplus(double u) { return u > 20.0 ? 1.0 : sigmoid(u); }
+constexpr double kSoftplusOne = 0.54132485461291810;  // log(e - 1): softplus(kSoftplusOne) = 1
+
+/// One network of the ensemble: layer l of member e has weights W[l][e] (fan_in x fan_out,
+/// row-major) and biases B[l][e] (fan_out); tanh after every layer but the last.
+struct Net {
+  std::vector<int> sizes;
+  std::vector<std::vector<double>> W, B;
+  int members = 0;
+
+  int n_out() const { return sizes.back(); }
+
+  /// Value (out) and, with nt > 0, tangents dout[t][j] for input tangents dz[t][i].
+  void eval(int e, const double* z, int nt, const double* dz, double* out, double* dout,
+            std::vector<double>& h, std::vector<double>& dh, std::vector<double>& a,
+            std::vector<double>& da) const {
+    const int L = static_cast<int>(W.size());
+    h.assign(z, z + sizes[0]);
+    dh.assign(dz, dz + static_cast<std::size_t>(nt) * sizes[0]);
+    for (int l = 0; l < L; ++l) {
+      const int ni = sizes[l], no = sizes[l + 1];
+      const double* w = W[l].data() + static_cast<std::size_t>(e) * ni * no;
+      const double* b = B[l].data() + static_cast<std::size_t>(e) * no;
+      a.assign(b, b + no);
+      da.assign(static_cast<std::size_t>(nt) * no, 0.0);
+      for (int i = 0; i < ni; ++i) {
+        const double hi = h[i];
+        const double* wr = w + static_cast<std::size_t>(i) * no;
+        for (int j = 0; j < no; ++j) a[j] += hi * wr[j];
+        for (int t = 0; t < nt; ++t) {
+          const double d = dh[static_cast<std::size_t>(t) * ni + i];
+          double* dar = da.data() + static_cast<std::size_t>(t) * no;
+          for (int j = 0; j < no; ++j) dar[j] += d * wr[j];
+        }
+      }
+      if (l == L - 1) break;
+      for (int j = 0; j < no; ++j) {
+        const double tj = std::tanh(a[j]);
+        a[j] = tj;
+        const double d1 = 1.0 - tj * tj;
+        for (int t = 0; t < nt; ++t) da[static_cast<std::size_t>(t) * no + j] *= d1;
+      }
+      h.swap(a);
+      dh.swap(da);
+    }
+    std::copy(a.begin(), a.begin() + n_out(), out);
+    if (nt) std::copy(da.begin(), da.begin() + static_cast<std::size_t>(nt) * n_out(), dout);
+  }
+};
+
+struct Scratch {
+  std::vector<double> h, dh, a, da, z, dz, raw, draw, u, du, S, dS, A, dA, gU, b, acc_b, acc_A, tmp_A;
+};
+
+/// Per-thread work space: single-state calls then allocate nothing after the first.
+inline Scratch& scratch() {
+  static thread_local Scratch w;
+  return w;
+}
+
+}  // namespace detail
+
+class Surrogate {
+ public:
+  /// Read and verify a portable surrogate file; throws Error (kIo, kFormat, kVersion).
+  static Surrogate load(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Error(kIo, "cannot open surrogate file '" + path + "'");
+    std::vector<unsigned char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    Surrogate s;
+    s.parse(data, path);
+    return s;
+  }
+
+  int dim() const { return m_; }
+  int members() const { return E_; }
+  Form form() const { return form_; }
+  bool gradient() const { return gradient_; }
+  const std::vector<std::string>& names() const { return names_; }
+
+  /// Drift b(x) of member k, or the ensemble mean for member < 0; out has dim entries.
+  void drift(const double* x, double* out, int member = -1) const {
+    evaluate(x, member, out, nullptr, detail::scratch());
+  }
+  /// Diffusion A(x) = S S^T (row-major dim x dim) of member k, or the ensemble mean.
+  void diffusion(const double* x, double* out, int member = -1) const {
+    evaluate(x, member, nullptr, out, detail::scratch());
+  }
+  /// Lower-triangular S with S S^T = diffusion(x) (Cholesky); false if A is not positive definite.
+  bool noise(const double* x, double* out, int member = -1) const {
+    diffusion(x, out, member);
+    return cholesky(out, m_);
+  }
+  /// Batches: x is (n, dim) row-major; drift (n, dim), diffusion/noise (n, dim, dim).
+  void drift_batch(const double* x, int64_t n, double* out, int member = -1) const {
+    detail::Scratch& w = detail::scratch();
+    for (int64_t i = 0; i < n; ++i) evaluate(x + i * m_, member, out + i * m_, nullptr, w);
+  }
+  void diffusion_batch(const double* x, int64_t n, double* out, int member = -1) const {
+    detail::Scratch& w = detail::scratch();
+    for (int64_t i = 0; i < n; ++i) evaluate(x + i * m_, member, nullptr, out + i * m_ * m_, w);
+  }
+  bool noise_batch(const double* x, int64_t n, double* out, int member = -1) const {
+    diffusion_batch(x, n, out, member);
+    bool ok = true;
+    for (int64_t i = 0; i < n; ++i) ok = cholesky(out + i * m_ * m_, m_) && ok;
+    return ok;
+  }
+
+  /// In-place Cholesky of a symmetric positive-definite row-major matrix (upper part zeroed).
+  static bool cholesky(double* a, int n) {
+    for (int j = 0; j < n; ++j) {
+      double d = a[j * n + j];
+      for (int k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
+      if (!(d > 0.0) || !std::isfinite(d)) return false;
+      d = std::sqrt(d);
+      a[j * n + j] = d;
+      for (int i = j + 1; i < n; ++i) {
+        double v = a[i * n + j];
+        for (int k = 0; k < j; ++k) v -= a[i * n + k] * a[j * n + k];
+        a[i * n + j] = v / d;
+      }
+      for (int k = j + 1; k < n; ++k) a[j * n + k] = 0.0;
+    }
+    return true;
+  }
+
+ private:
+  int m_ = 0, E_ = 0;
+  Form form_ = Form::Cholesky;
+  bool gradient_ = false;
+  std::vector<std::string> names_;
+  detail::Net drift_net_, diff_net_;
+  std::vector<double> confine_, x_mean_, x_scale_, b_mean_, b_scale_, s_scale_;
+
+  // ------------------------------------------------------------------ evaluation
+  /// Noise factor S (m x m) of member e from raw outputs; with nt > 0 also dS[t] from draw[t].
+  void noise_factor(const double* raw, int nt, const double* draw, double* S, double* dS) const {
+    const int m = m_;
+    std::fill(S, S + m * m, 0.0);
+    if (nt) std::fill(dS, dS + static_cast<std::size_t>(nt) * m * m, 0.0);
+    const int q_out = diff_net_.n_out();
+    if (form_ == Form::Scalar) {
+      double c = 0.0;
+      for (int i = 0; i < m; ++i) c += s_scale_[i];
+      c /= m;
+      const double u = raw[0] + detail::kSoftplusOne;
+      const double s = c * (detail::softplus(u) + 1e-6);
+      for (int i = 0; i < m; ++i) S[i * m + i] = s;
+      for (int t = 0; t < nt; ++t) {
+        const double ds = c * detail::dsoftplus(u) * draw[t * q_out];
+        for (int i = 0; i < m; ++i) dS[(t * m + i) * m + i] = ds;
+      }
+      return;
+    }
+    int q = 0;
+    for (int r = 0; r < m; ++r) {
+      for (int col = (form_ == Form::Diagonal ? r : 0); col <= r; ++col, ++q) {
+        const double sc = s_scale_[r];
+        if (r == col) {
+          const double u = raw[q] + detail::kSoftplusOne;
+          S[r * m + col] = sc * (detail::softplus(u) + 1e-6);
+          for (int t = 0; t < nt; ++t) dS[(t * m + r) * m + col] = sc * detail::dsoftplus(u) * draw[t * q_out + q];
+        } else {
+          S[r * m + col] = sc * raw[q];
+          for (int t = 0; t < nt; ++t) dS[(t * m + r) * m + col] = sc * draw[t * q_out + q];
+        }
+      }
+    }
+  }
+
+  /// b (m) and/or A (m x m) of member e at x.
+  void member_eval(int e, const double* x, double* b, double* A, detail::Scratch& w) const {
+    const int m = m_;
+    w.z.resize(m);
+    for (int i = 0; i < m; ++i) w.z[i] = (x[i] - x_mean_[i]) / x_scale_[i];
+    const bool need_d = gradient_ && b != nullptr;  // derivatives in x only for the gradient structure
+    const int nt = need_d ? m : 0;
+    if (nt) {  // tangent t = d/dx_t: dz_i = delta_it / x_scale_i
+      w.dz.assign(static_cast<std::size_t>(m) * m, 0.0);
+      for (int t = 0; t < m; ++t) w.dz[t * m + t] = 1.0 / x_scale_[t];
+    }
+    // The diffusion network is needed for A, and for the drift only with the gradient structure.
+    if (A != nullptr || gradient_) {
+      const int q = diff_net_.n_out();
+      w.raw.resize(q);
+      w.draw.resize(static_cast<std::size_t>(nt) * q);
+      w.S.resize(m * m);
+      w.dS.resize(static_cast<std::size_t>(nt) * m * m);
+      diff_net_.eval(e, w.z.data(), nt, w.dz.data(), w.raw.data(), w.draw.data(), w.h, w.dh, w.a, w.da);
+      noise_factor(w.raw.data(), nt, w.draw.data(), w.S.data(), w.dS.data());
+      w.A.assign(m * m, 0.0);
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < m; ++j) {
+          double v = 0.0;
+          for (int k = 0; k < m; ++k) v += w.S[i * m + k] * w.S[j * m + k];
+          w.A[i * m + j] = v;
+        }
+      if (A) std::copy(w.A.begin(), w.A.end(), A);
+    }
+    if (!b) return;
+    if (!gradient_) {
+      w.u.resize(m);
+      drift_net_.eval(e, w.z.data(), 0, nullptr, w.u.data(), nullptr, w.h, w.dh, w.a, w.da);
+      for (int i = 0; i < m; ++i) b[i] = b_mean_[i] + b_scale_[i] * w.u[i];
+      return;
+    }
+    // Gradient structure: U = u_scale (net(z) + c |z|^4 / 4), b = -A grad U / 2 + div A / 2.
+    w.u.resize(1);
+    w.du.resize(m);
+    drift_net_.eval(e, w.z.data(), m, w.dz.data(), w.u.data(), w.du.data(), w.h, w.dh, w.a, w.da);
+    double us = 0.0;
+    for (int i = 0; i < m; ++i) us += b_scale_[i] * x_scale_[i] / (s_scale_[i] * s_scale_[i]);
+    us = 2.0 * us / m;
+    const double c = detail::softplus(confine_[e]);
+    double z2 = 0.0;
+    for (int i = 0; i < m; ++i) z2 += w.z[i] * w.z[i];
+    w.gU.resize(m);
+    for (int t = 0; t < m; ++t) w.gU[t] = us * (w.du[t] + c * z2 * w.z[t] / x_scale_[t]);
+    for (int i = 0; i < m; ++i) {
+      double ag = 0.0, div = 0.0;
+      for (int j = 0; j < m; ++j) {
+        ag += w.A[i * m + j] * w.gU[j];
+        // d_j A_ij = sum_k (dS_ik S_jk + S_ik dS_jk), derivative direction j
+        for (int k = 0; k < m; ++k)
+          div += w.dS[(j * m + i) * m + k] * w.S[j * m + k] + w.S[i * m + k] * w.dS[(j * m + j) * m + k];
+      }
+      b[i] = -0.5 * ag + 0.5 * div;
+    }
+  }
+
+  void evaluate(const double* x, int member, double* b, double* A, detail::Scratch& w) const {
+    const int m = m_;
+    if (member >= 0) {
+      member_eval(member, x, b, A, w);
+      return;
+    }
+    w.b.assign(m, 0.0);
+    w.acc_b.assign(m, 0.0);
+    w.acc_A.assign(m * m, 0.0);
+    w.tmp_A.resize(m * m);
+    for (int e = 0; e < E_; ++e) {
+      member_eval(e, x, b ? w.b.data() : nullptr, A ? w.tmp_A.data() : nullptr, w);
+      for (int i = 0; b && i < m; ++i) w.acc_b[i] += w.b[i];
+      for (int i = 0; A && i < m * m; ++i) w.acc_A[i] += w.tmp_A[i];
+    }
+    for (int i = 0; b && i < m; ++i) b[i] = w.acc_b[i] / E_;
+    for (int i = 0; A && i < m * m; ++i) A[i] = w.acc_A[i] / E_;
+  }
+
+  // ------------------------------------------------------------------ parsing
+  static int to_int(const std::string& s, const std::string& what, const std::string& where) {
+    std::size_t pos = 0;
+    long v = 0;
+    try {
+      v = std::stol(s, &pos);
+    } catch (...) {
+      pos = 0;
+    }
+    if (pos == 0 || pos != s.size() || v < 0 || v > (1L << 31) - 1)
+      throw Error(kFormat, where + ": bad " + what + " '" + s + "'");
+    return static_cast<int>(v);
+  }
+
+  void parse(const std::vector<unsigned char>& data, const std::string& where) {
+    const std::string magic = "MSSURROGATE ";
+    const std::string end_tag = "\nend_header\n";
+    if (data.size() < magic.size() || std::memcmp(data.data(), magic.data(), magic.size()) != 0)
+      throw Error(kFormat, where + ": not a multiscale portable surrogate file (no MSSURROGATE header)");
+    const std::size_t limit = std::min<std::size_t>(data.size(), kMaxHeaderBytes);
+    const std::string head_area(data.begin(), data.begin() + limit);
+    const std::size_t end = head_area.find(end_tag);
+    if (end == std::string::npos) throw Error(kFormat, where + ": header not terminated (truncated file?)");
+    const std::string header = head_area.substr(0, end + 1);
+    std::istringstream lines(header);
+    std::string line, key;
+    std::getline(lines, line);
+    if (line != magic + std::to_string(kFormatVersion))
+      throw Error(kVersion, where + ": format version '" + line.substr(magic.size()) + "'; this reader supports " +
+                                std::to_string(kFormatVersion));
+    const std::size_t crc_pos = header.rfind("\nheader_crc32 ");
+    if (crc_pos == std::string::npos) throw Error(kFormat, where + ": the header has no header_crc32 line");
+    const uint32_t hcrc = crc32(data.data(), crc_pos + 1);
+    std::vector<int> hidden;
+    std::vector<std::pair<std::string, std::vector<int>>> arrays;
+    long long payload_bytes = -1, meta_bytes = -1;
+    std::string payload_crc, header_crc, diffusion, activation;
+    int gradient = -1;
+    while (std::getline(lines, line)) {
+      std::istringstream ls(line);
+      ls >> key;
+      std::vector<std::string> vals;
+      for (std::string v; ls >> v;) vals.push_back(v);
+      auto one = [&]() -> const std::string& {
+        if (vals.size() != 1) throw Error(kFormat, where + ": malformed header line '" + line + "'");
+        return vals[0];
+      };
+      if (key == "dim") m_ = to_int(one(), "dim", where);
+      else if (key == "members") E_ = to_int(one(), "members", where);
+      else if (key == "hidden") for (auto& v : vals) hidden.push_back(to_int(v, "hidden width", where));
+      else if (key == "activation") activation = one();
+      else if (key == "diffusion") diffusion = one();
+      else if (key == "gradient") gradient = to_int(one(), "gradient", where);
+      else if (key == "names") names_ = vals;
+      else if (key == "arrays") to_int(one(), "arrays", where);
+      else if (key == "array") {
+        if (vals.size() < 2) throw Error(kFormat, where + ": malformed array line '" + line + "'");
+        const int nd = to_int(vals[1], "array rank", where);
+        if (nd > 4 || static_cast<int>(vals.size()) != nd + 2)
+          throw Error(kFormat, where + ": malformed array line '" + line + "'");
+        std::vector<int> shape;
+        for (int d = 0; d < nd; ++d) shape.push_back(to_int(vals[2 + d], "array extent", where));
+        arrays.emplace_back(vals[0], shape);
+      } else if (key == "metadata_bytes") meta_bytes = to_int(one(), "metadata_bytes", where);
+      else if (key == "payload_bytes") payload_bytes = to_int(one(), "payload_bytes", where);
+      else if (key == "payload_crc32") payload_crc = one();
+      else if (key == "header_crc32") header_crc = one();
+      else throw Error(kFormat, where + ": unknown header key '" + key + "'");
+    }
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%08x", hcrc);
+    if (header_crc != hex) throw Error(kFormat, where + ": header checksum mismatch (modified or corrupted)");
+    if (m_ < 1 || m_ > 64) throw Error(kFormat, where + ": dim " + std::to_string(m_) + " outside [1, 64]");
+    if (E_ < 1 || E_ > 1024) throw Error(kFormat, where + ": members " + std::to_string(E_) + " outside [1, 1024]");
+    if (hidden.empty() || hidden.size() > 64) throw Error(kFormat, where + ": bad hidden layer list");
+    for (int h : hidden)
+      if (h < 1 || h > 4096) throw Error(kFormat, where + ": hidden width " + std::to_string(h) + " outside [1, 4096]");
+    if (activation != "tanh") throw Error(kFormat, where + ": activation '" + activation + "' (only tanh)");
+    if (diffusion == "cholesky") form_ = Form::Cholesky;
+    else if (diffusion == "diagonal") form_ = Form::Diagonal;
+    else if (diffusion == "scalar") form_ = Form::Scalar;
+    else throw Error(kFormat, where + ": diffusion form '" + diffusion + "'");
+    if (gradient != 0 && gradient != 1) throw Error(kFormat, where + ": gradient must be 0 or 1");
+    gradient_ = gradient == 1;
+    if (static_cast<int>(names_.size()) != m_) throw Error(kFormat, where + ": names do not match dim");
+    if (payload_bytes < 0 || meta_bytes < 0 || meta_bytes > payload_bytes)
+      throw Error(kFormat, where + ": bad payload_bytes/metadata_bytes");
+    const std::size_t start = end + end_tag.size();
+    if (data.size() - start != static_cast<std::size_t>(payload_bytes))
+      throw Error(kFormat, where + ": payload has " + std::to_string(data.size() - start) + " bytes, the header says " +
+                               std::to_string(payload_bytes) + " (truncated or padded file)");
+    std::snprintf(hex, sizeof hex, "%08x", crc32(data.data() + start, static_cast<std::size_t>(payload_bytes)));
+    if (payload_crc != hex) throw Error(kFormat, where + ": payload checksum mismatch (modified or corrupted)");
+
+    // Expected arrays and shapes, in the order of the header.
+    const int q = form_ == Form::Cholesky ? m_ * (m_ + 1) / 2 : (form_ == Form::Diagonal ? m_ : 1);
+    drift_net_.sizes = {m_};
+    diff_net_.sizes = {m_};
+    for (int h : hidden) {
+      drift_net_.sizes.push_back(h);
+      diff_net_.sizes.push_back(h);
+    }
+    drift_net_.sizes.push_back(gradient_ ? 1 : m_);
+    diff_net_.sizes.push_back(q);
+    const std::size_t L = hidden.size() + 1;
+    std::size_t off = start;
+    const std::size_t array_end = start + static_cast<std::size_t>(payload_bytes - meta_bytes);
+    std::size_t k = 0;
+    auto take = [&](const std::string& name, const std::vector<int>& shape) {
+      if (k >= arrays.size() || arrays[k].first != name || arrays[k].second != shape) {
+        std::string want = name + " (";
+        for (int d : shape) want += std::to_string(d) + ",";
+        throw Error(kFormat, where + ": expected array " + want + ") at position " + std::to_string(k));
+      }
+      std::size_t n = 1;
+      for (int d : shape) n *= static_cast<std::size_t>(d);
+      if (off + 8 * n > array_end) throw Error(kFormat, where + ": array " + name + " runs past the array block");
+      std::vector<double> v(n);
+      for (std::size_t i = 0; i < n; ++i) {  // little-endian float64, whatever the host
+        uint64_t bits = 0;
+        for (int byte = 7; byte >= 0; --byte) bits = (bits << 8) | data[off + 8 * i + byte];
+        std::memcpy(&v[i], &bits, 8);
+      }
+      off += 8 * n;
+      ++k;
+      return v;
+    };
+    for (auto* net : {&drift_net_, &diff_net_}) {
+      const std::string pre = net == &drift_net_ ? "drift_net" : "diff_net";
+      net->members = E_;
+      net->W.clear();
+      net->B.clear();
+      for (std::size_t l = 0; l < L; ++l) {
+        net->W.push_back(take(pre + ".weights." + std::to_string(l), {E_, net->sizes[l], net->sizes[l + 1]}));
+        net->B.push_back(take(pre + ".biases." + std::to_string(l), {E_, 1, net->sizes[l + 1]}));
+      }
+    }
+    confine_ = take("confine", {E_});
+    x_mean_ = take("x_mean", {m_});
+    x_scale_ = take("x_scale", {m_});
+    b_mean_ = take("b_mean", {m_});
+    b_scale_ = take("b_scale", {m_});
+    s_scale_ = take("s_scale", {m_});
+    take("x_lo", {m_});
+    take("x_hi", {m_});
+    if (k != arrays.size() || off != array_end)
+      throw Error(kFormat, where + ": the header lists arrays this reader does not know");
+    for (double v : x_scale_)
+      if (!(v > 0.0)) throw Error(kFormat, where + ": x_scale must be positive");
+  }
+};
+
+}  // namespace ms::surrogate
