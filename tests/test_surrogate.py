@@ -471,3 +471,16 @@ def test_main_job_learns_saves_and_checks_the_surrogate(tmp_path):
     assert any(r["quantity"] == "E[X^2] neural effective SDE" for r in summary["stationary"])
     sde = load_surrogate(tmp_path / "surrogate.h5")
     assert sde.provenance["pathway"] == "estimates"
+
+
+def test_long_trajectories_are_thinned_to_a_bounded_number_of_pairs(monkeypatch):
+    import multiscale.surrogate._train as tr
+
+    monkeypatch.setattr(tr, "MAX_PAIRS", 1000)
+    x = np.cumsum(np.random.default_rng(0).normal(size=(4, 2000, 1)), axis=1) * 0.01
+    est = EffectiveSDEEstimator(SurrogateOptions(members=2, hidden=(4,), epochs=3,
+                                                 method=TrajectoryMethod.EULER))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LagWarning)
+        est.fit(x, dt=0.1, lag=0.1)
+    assert est.summary_["pair_stride"] == 8 and est.summary_["n_pairs"] <= 1000

@@ -19,6 +19,9 @@ from ._model import EffectiveSDE, member_moments
 from ._options import SurrogateOptions, TrajectoryMethod
 
 
+MAX_PAIRS = 2_000_000  # transition pairs kept in memory for the trajectories pathway
+
+
 class LagWarning(UserWarning):
     """The transition lag looks too short (fast-scale variance in the increments) or too long."""
 
@@ -286,12 +289,16 @@ class EffectiveSDEEstimator:
         # Pairs at lags k (and 2k): starting points and increments, with their (path, block) id.
         starts, incs, lags, blocks = [], [], [], []
         n_blocks = 10
+        # Overlapping pairs from every start time, thinned to a fixed stride of start times when
+        # there would be more than MAX_PAIRS (neighbouring pairs share most of their increment).
+        stride = max(1, math.ceil(n_lags * P * T / MAX_PAIRS))
         for j in range(1, n_lags + 1):
-            s = arr[:, :-j * k]
+            t0 = np.arange(0, T - j * k, stride)
+            s = arr[:, t0]
             starts.append(s.reshape(-1, m))
-            incs.append((arr[:, j * k:] - s).reshape(-1, m))
+            incs.append((arr[:, t0 + j * k] - s).reshape(-1, m))
             lags.append(np.full(s.shape[0] * s.shape[1], j * lagt))
-            tb = np.minimum(np.arange(s.shape[1]) * n_blocks // T, n_blocks - 1)
+            tb = np.minimum(t0 * n_blocks // T, n_blocks - 1)
             blocks.append((np.arange(P)[:, None] * n_blocks + tb[None, :]).ravel())
         X0 = torch.as_tensor(np.concatenate(starts))
         dX = torch.as_tensor(np.concatenate(incs))
@@ -355,7 +362,7 @@ class EffectiveSDEEstimator:
         self._train(model, nll, train_w, val_w if held.any() else None, full_batch=False,
                     n_data=X0.shape[0], extra=extra, rng=rng)
         self.lag_ = lagt
-        info = {"n_paths": P, "n_times": T, "dt": h, "lag": lagt, "lag_samples": k,
+        info = {"n_paths": P, "n_times": T, "dt": h, "lag": lagt, "lag_samples": k, "pair_stride": stride,
                 "method": o.method.value, "n_pairs": int(X0.shape[0]),
                 "lag_ladder": {"lag": (ladder["k"] * h).tolist(), "qv_rate": ladder["v"].tolist()}}
         if fast_cov is not None:
