@@ -484,3 +484,22 @@ def test_long_trajectories_are_thinned_to_a_bounded_number_of_pairs(monkeypatch)
         warnings.simplefilter("ignore", LagWarning)
         est.fit(x, dt=0.1, lag=0.1)
     assert est.summary_["pair_stride"] == 8 and est.summary_["n_pairs"] <= 1000
+
+
+def test_streaming_observables_equal_statistics_of_the_saved_paths():
+    """Window means, variances and histograms of the surrogate simulation, against the same
+    statistics of the stored trajectory (the semantics of multiscale.simulate's observables)."""
+    sde = EffectiveSDE(1, members=3, seed=2)
+    obs = ms.Observables(("x",), start=0.5, window=0.5, histogram=ms.Histogram(bins=10, lo=-2, hi=2))
+    ds = sde.simulate(t_end=2.0, dt=0.01, n_paths=300, seed=1, save_every=1, observables=obs, member="sample")
+    x, t = ds.trajectory.values[:, :, 0], ds.time.values
+    assert ds.sizes["window"] == 3
+    for w, (a, b) in enumerate(zip(ds.window_start.values, ds.window_end.values)):
+        v = x[:, (t > a + 1e-12) & (t <= b + 1e-12)].ravel()
+        assert int(ds.obs_count[w, 0]) == v.size
+        np.testing.assert_allclose(float(ds.obs_mean[w, 0]), v.mean(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(float(ds.obs_var[w, 0]), v.var(ddof=1), rtol=1e-10)
+        np.testing.assert_array_equal(ds.hist_count.values[w, 0], np.histogram(v, bins=10, range=(-2, 2))[0])
+        assert int(ds.hist_underflow[w, 0]) == (v < -2).sum() and int(ds.hist_overflow[w, 0]) == (v >= 2).sum()
+    with pytest.raises(ValueError, match="'y' is not a state"):
+        sde.simulate(t_end=1.0, dt=0.1, observables=ms.Observables(("y",)))

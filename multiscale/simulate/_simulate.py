@@ -183,37 +183,7 @@ def simulate(
     itemsize = 8 if precision is Precision.FLOAT64 else 4
     _memory_guard(n_paths * len(saves) * (m + n) * itemsize, "storing the trajectory")
 
-    obs_vars = np.zeros(0, np.int32)
-    shift = np.zeros(0)
-    edges = np.zeros(0, np.int64)
-    bins, lo, hi = 0, np.zeros(0), np.zeros(0)
-    if observables is not None:
-        if not isinstance(observables, Observables):
-            raise ValueError(f"observables={observables!r} must be a multiscale.Observables")
-        idx = []
-        for v in observables.variables:
-            if v not in names:
-                raise ValueError(f"observable {v!r} is not a state of {info.name!r}; states: {names[:12]}")
-            idx.append(names.index(v))
-        obs_vars = np.asarray(idx, np.int32)
-        shift = np.full(len(idx), float(observables.shift))
-        start = steps_of(float(observables.start), dt, "Observables.start")
-        if not 0 <= start < n_steps:
-            raise ValueError(f"Observables.start={observables.start!r} must lie in [0, t_end)")
-        if observables.window is None:
-            edges = np.array([start, n_steps], np.int64)
-        else:
-            w = steps_of(check_positive("Observables.window", observables.window), dt, "Observables.window")
-            if (n_steps - start) % w:
-                raise ValueError(
-                    f"Observables.window={observables.window!r} does not divide t_end - start = "
-                    f"{(n_steps - start) * dt!r}")
-            edges = np.arange(start, n_steps + 1, w, dtype=np.int64)
-        if observables.histogram is not None:
-            h = observables.histogram
-            bins = h.bins
-            lo = np.full(len(idx), float(h.lo))
-            hi = np.full(len(idx), float(h.hi))
+    obs_vars, shift, edges, bins, lo, hi = observable_plan(observables, names, info.name, n_steps, dt)
 
     fn = _core.simulate_float64 if precision is Precision.FLOAT64 else _core.simulate_float32
     res = fn(info.id, np.asarray([p[k] for k in info.param_names], float), eps_v, dt, n_steps,
@@ -225,6 +195,71 @@ def simulate(
     if failed and throw:
         raise SimulationError(_failure_message(ds, failed), dataset=ds)
     return ds
+
+
+def observable_plan(observables: Observables | None, names: list[str], model: str, n_steps: int,
+                    dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
+    """Checked streaming-statistics settings: state indices, shifts, window edges (steps),
+    histogram bins and ranges; empty arrays without ``observables``."""
+    obs_vars = np.zeros(0, np.int32)
+    shift = np.zeros(0)
+    edges = np.zeros(0, np.int64)
+    bins, lo, hi = 0, np.zeros(0), np.zeros(0)
+    if observables is None:
+        return obs_vars, shift, edges, bins, lo, hi
+    if not isinstance(observables, Observables):
+        raise ValueError(f"observables={observables!r} must be a multiscale.Observables")
+    idx = []
+    for v in observables.variables:
+        if v not in names:
+            raise ValueError(f"observable {v!r} is not a state of {model!r}; states: {names[:12]}")
+        idx.append(names.index(v))
+    obs_vars = np.asarray(idx, np.int32)
+    shift = np.full(len(idx), float(observables.shift))
+    start = steps_of(float(observables.start), dt, "Observables.start")
+    if not 0 <= start < n_steps:
+        raise ValueError(f"Observables.start={observables.start!r} must lie in [0, t_end)")
+    if observables.window is None:
+        edges = np.array([start, n_steps], np.int64)
+    else:
+        w = steps_of(check_positive("Observables.window", observables.window), dt, "Observables.window")
+        if (n_steps - start) % w:
+            raise ValueError(
+                f"Observables.window={observables.window!r} does not divide t_end - start = "
+                f"{(n_steps - start) * dt!r}")
+        edges = np.arange(start, n_steps + 1, w, dtype=np.int64)
+    if observables.histogram is not None:
+        h = observables.histogram
+        bins = h.bins
+        lo = np.full(len(idx), float(h.lo))
+        hi = np.full(len(idx), float(h.hi))
+    return obs_vars, shift, edges, bins, lo, hi
+
+
+def observable_variables(observables: Observables, edges: np.ndarray, dt: float, bins: int, lo: np.ndarray,
+                         hi: np.ndarray, res: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
+    """Coordinates and variables of the streaming statistics in a simulation dataset."""
+    coords: dict[str, Any] = {"observable": list(observables.variables),
+                              "window_start": ("window", edges[:-1] * dt, {"units": "model time"}),
+                              "window_end": ("window", edges[1:] * dt, {"units": "model time"})}
+    data_vars: dict[str, Any] = {
+        "obs_mean": (("window", "observable"), res["obs_mean"],
+                     {"long_name": "mean over the live path-states of the window"}),
+        "obs_var": (("window", "observable"), res["obs_var"],
+                    {"long_name": "unbiased variance over the live path-states of the window"}),
+        "obs_count": (("window", "observable"), res["obs_count"],
+                      {"long_name": "number of path-states summed", "units": "1"})}
+    if bins:
+        h = res["hist"]
+        edges_b = np.linspace(lo[0], hi[0], bins + 1)
+        coords["bin_center"] = ("bin", 0.5 * (edges_b[1:] + edges_b[:-1]), {"units": "model state units"})
+        coords["bin_edge_lo"] = ("bin", edges_b[:-1])
+        coords["bin_edge_hi"] = ("bin", edges_b[1:])
+        data_vars["hist_count"] = (("window", "observable", "bin"), h[:, :, 1:-1],
+                                   {"long_name": "histogram counts of path-states", "units": "1"})
+        data_vars["hist_underflow"] = (("window", "observable"), h[:, :, 0], {"units": "1"})
+        data_vars["hist_overflow"] = (("window", "observable"), h[:, :, -1], {"units": "1"})
+    return coords, data_vars
 
 
 def _failure_message(ds: xr.Dataset, failed: int) -> str:
@@ -269,25 +304,9 @@ def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, n_paths, names, m,
                               {"long_name": "step index at which the path failed (-1: none)",
                                "units": "steps"})
     if observables is not None:
-        coords["observable"] = list(observables.variables)
-        coords["window_start"] = ("window", edges[:-1] * dt, {"units": "model time"})
-        coords["window_end"] = ("window", edges[1:] * dt, {"units": "model time"})
-        data_vars["obs_mean"] = (("window", "observable"), res["obs_mean"],
-                                 {"long_name": "mean over the live path-states of the window"})
-        data_vars["obs_var"] = (("window", "observable"), res["obs_var"],
-                                {"long_name": "unbiased variance over the live path-states of the window"})
-        data_vars["obs_count"] = (("window", "observable"), res["obs_count"],
-                                  {"long_name": "number of path-states summed", "units": "1"})
-        if bins:
-            h = res["hist"]
-            edges_b = np.linspace(lo[0], hi[0], bins + 1)
-            coords["bin_center"] = ("bin", 0.5 * (edges_b[1:] + edges_b[:-1]), {"units": "model state units"})
-            coords["bin_edge_lo"] = ("bin", edges_b[:-1])
-            coords["bin_edge_hi"] = ("bin", edges_b[1:])
-            data_vars["hist_count"] = (("window", "observable", "bin"), h[:, :, 1:-1],
-                                       {"long_name": "histogram counts of path-states", "units": "1"})
-            data_vars["hist_underflow"] = (("window", "observable"), h[:, :, 0], {"units": "1"})
-            data_vars["hist_overflow"] = (("window", "observable"), h[:, :, -1], {"units": "1"})
+        c, v = observable_variables(observables, edges, dt, bins, lo, hi, res)
+        coords.update(c)
+        data_vars.update(v)
     bi = build_info()
     attrs = {
         "title": f"multiscale simulation of {info.name}",

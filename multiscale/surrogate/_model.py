@@ -389,7 +389,7 @@ class EffectiveSDE(torch.nn.Module):
     # ------------------------------------------------------------------ simulation
     @torch.no_grad()
     def simulate(self, *, t_end: float, dt: float, x0: Any = None, n_paths: int = 1, seed: int = 0,
-                 save_every: int | None = None, save_times: Any = None,
+                 save_every: int | None = None, save_times: Any = None, observables: Any = None,
                  member: int | str | None = None,
                  device: str = "cpu", threads: int | None = None, path_offset: int = 0) -> xr.Dataset:
         """Simulate the surrogate by Euler-Maruyama, with the layout of :func:`multiscale.simulate`.
@@ -408,6 +408,9 @@ class EffectiveSDE(torch.nn.Module):
             Store the state every this many steps (default: only t=0 and t_end).
         save_times : array of float, optional
             Times (multiples of ``dt``) at which to store the state instead.
+        observables : multiscale.Observables, optional
+            Streaming window means, variances and histograms of the slow variables, with the
+            semantics and output variables of :func:`multiscale.simulate`.
         member : None, int or "sample"
             ``None``: the ensemble-mean drift and diffusion; ``k``: member ``k`` only;
             ``"sample"``: path ``p`` follows member ``p mod members`` (model uncertainty
@@ -425,7 +428,7 @@ class EffectiveSDE(torch.nn.Module):
             ``trajectory (realization, time, state)``, ``final_state``, ``status``, ``fail_step``.
         """
         from ..simulate._grid import check_positive, save_steps, steps_of
-        from ..simulate._simulate import _initial, _int_arg
+        from ..simulate._simulate import _initial, _int_arg, observable_plan
 
         n_paths = _int_arg("n_paths", n_paths, 1)
         path_offset = _int_arg("path_offset", path_offset, 0)
@@ -434,6 +437,7 @@ class EffectiveSDE(torch.nn.Module):
         dt = check_positive("dt", dt)
         n_steps = steps_of(check_positive("t_end", t_end), dt, "t_end")
         saves = save_steps(n_steps, dt, save_every, save_times)
+        obs = observable_plan(observables, list(self.names), "effective_sde", n_steps, dt)
         if isinstance(member, str) and member != "sample":
             raise ValueError(f"member={member!r} must be None, an integer or 'sample'")
         if member is not None and member != "sample":
@@ -444,8 +448,8 @@ class EffectiveSDE(torch.nn.Module):
             torch.set_num_threads(threads)
             try:
                 return self.simulate(t_end=t_end, dt=dt, x0=x0, n_paths=n_paths, seed=seed,
-                                     save_every=save_every, save_times=save_times, member=member,
-                                     device=device, path_offset=path_offset)
+                                     save_every=save_every, save_times=save_times, observables=observables,
+                                     member=member, device=device, path_offset=path_offset)
             finally:
                 torch.set_num_threads(prev)
         m, E = self.dim, self.members
@@ -461,7 +465,10 @@ class EffectiveSDE(torch.nn.Module):
         gid = (np.arange(path_offset, path_offset + n_paths) % E) if member == "sample" else None
         sq = math.sqrt(dt)
         k_save = 0
+        stats = _Streaming(obs, dev) if observables is not None else None
         for step in range(n_steps + 1):
+            if stats is not None:
+                stats.add(step, x, alive)
             while k_save < saves.size and saves[k_save] == step:
                 traj[:, k_save] = x.cpu().numpy()
                 traj[~alive.cpu().numpy(), k_save] = np.nan
@@ -479,8 +486,15 @@ class EffectiveSDE(torch.nn.Module):
                 alive &= ~bad
             x = torch.where(alive[:, None], x_new, x)  # failed paths keep their last finite state
         final = x.cpu().numpy()
-        return self._dataset(traj, final, status, fail, saves, dt, n_steps, n_paths, seed, member,
-                             path_offset, str(dev))
+        ds = self._dataset(traj, final, status, fail, saves, dt, n_steps, n_paths, seed, member,
+                           path_offset, str(dev))
+        if stats is not None:
+            from ..simulate._simulate import observable_variables
+
+            coords, data_vars = observable_variables(observables, obs[2], dt, obs[3], obs[4], obs[5],
+                                                     stats.result())
+            ds = ds.assign_coords(coords).assign(data_vars)
+        return ds
 
     def _step_coefficients(self, x: torch.Tensor, member: int | str | None,
                            gid: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -583,6 +597,43 @@ class EffectiveSDE(torch.nn.Module):
         model.provenance = dict(provenance)
         model.units = {**model.units, **units}
         return model
+
+
+class _Streaming:
+    """Window means, variances and histograms of the live path-states, accumulated per step
+    (the path-state at step s belongs to window w when edges[w] < s <= edges[w+1])."""
+
+    def __init__(self, plan, device: torch.device) -> None:
+        self.vars, self.shift, self.edges, self.bins, self.lo, self.hi = plan
+        W, V = len(self.edges) - 1, len(self.vars)
+        self.sum = np.zeros((W, V))
+        self.sumsq = np.zeros((W, V))
+        self.count = np.zeros((W, V), np.int64)
+        self.hist = np.zeros((W, V, self.bins + 2), np.int64)
+        self.idx = torch.as_tensor(self.vars, dtype=torch.long, device=device)
+        self.shift_t = torch.as_tensor(self.shift, device=device)
+
+    def add(self, step: int, x: torch.Tensor, alive: torch.Tensor) -> None:
+        if not self.edges[0] < step <= self.edges[-1]:
+            return
+        w = int(np.searchsorted(self.edges, step, side="left")) - 1
+        v = x[alive][:, self.idx] - self.shift_t
+        self.sum[w] += v.sum(0).cpu().numpy()
+        self.sumsq[w] += (v * v).sum(0).cpu().numpy()
+        self.count[w] += v.shape[0]
+        if self.bins:
+            vn = v.cpu().numpy() + self.shift
+            for j in range(len(self.vars)):
+                u = (vn[:, j] - self.lo[j]) / (self.hi[j] - self.lo[j]) * self.bins
+                b = np.where(u < 0, 0, np.where(u >= self.bins, self.bins + 1, np.floor(u).astype(np.int64) + 1))
+                self.hist[w, j] += np.bincount(b.astype(np.int64), minlength=self.bins + 2)
+
+    def result(self) -> dict[str, np.ndarray]:
+        n = self.count.astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self.sum / n
+            var = np.maximum(self.sumsq - n * mean**2, 0.0) / (n - 1)
+        return {"obs_mean": mean + self.shift, "obs_var": var, "obs_count": self.count, "hist": self.hist}
 
 
 def member_moments(model: EffectiveSDE, x: torch.Tensor, lag: float | torch.Tensor,
