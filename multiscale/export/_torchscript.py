@@ -91,6 +91,9 @@ class ExportedSDE(torch.nn.Module):
             rows = cols = torch.arange(m)
         self.register_buffer("rows", rows.clone())
         self.register_buffer("cols", cols.clone())
+        # Flat positions of (d_t A)_{i t} in a (T, m, m) block, ordered (i, t): the terms of (div A)_i.
+        i, t = torch.meshgrid(torch.arange(m), torch.arange(m), indexing="ij")
+        self.register_buffer("div_index", (t * m * m + i * m + t).reshape(-1).clone())
 
     def _noise(self, r: torch.Tensor, dr: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``S (E, N, m, m)`` and ``dS (E, N, T, m, m)`` from the diffusion outputs."""
@@ -143,7 +146,9 @@ class ExportedSDE(torch.nn.Module):
         gU = self.u_scale * (du[..., 0] + self.confine_c[:, None, None] * z2 * z / self.x_scale)
         # (div A)_i = sum_j d_j A_ij, d_j A = dS_j S^T + S dS_j^T
         dA = dS @ S.unsqueeze(2).transpose(-1, -2) + S.unsqueeze(2) @ dS.transpose(-1, -2)  # (E,N,T,m,m)
-        divA = torch.diagonal(dA, dim1=2, dim2=4).sum(-1)  # sum over j = T of dA[..., j, i, j]
+        # Gathered by a flat index, not torch.diagonal: the strided diagonal view made
+        # torch.export guard the 1-D gradient graph to batches of at least 3.
+        divA = dA.reshape(E, N, m * m * m).index_select(2, self.div_index).reshape(E, N, m, m).sum(-1)
         b = -0.5 * (A @ gU.unsqueeze(-1)).squeeze(-1) + 0.5 * divA
         return b, A
 
@@ -170,21 +175,6 @@ class ExportedSDE(torch.nn.Module):
     @torch.jit.export
     def members_diffusion(self, x: torch.Tensor) -> torch.Tensor:
         return self.members_both(x)[1]
-
-
-class _Padded(torch.nn.Module):
-    """Three zero rows appended before evaluation: torch.export otherwise specialises some
-    graphs (the 1-D gradient structure) to batches of at least 3 states."""
-
-    def __init__(self, inner: ExportedSDE) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        n = x.shape[0]
-        pad = torch.zeros(3, x.shape[1], dtype=x.dtype, device=x.device)
-        b, A = self.inner(torch.cat([x, pad], dim=0))
-        return b[:n], A[:n]
 
 
 def _save_atomic(path: str | os.PathLike, save) -> Path:
@@ -220,7 +210,7 @@ def export_torch_program(model, path: str | os.PathLike) -> Path:
     dimension, saved by ``torch.export.save`` (load with ``torch.export.load(path).module()``)."""
     if not Path(path).parent.is_dir():
         raise ValueError(f"the folder of {str(path)!r} does not exist")
-    module = _Padded(ExportedSDE(model)).eval()
+    module = ExportedSDE(model).eval()
     # An example batch size equal to no other extent (members, widths, dim): torch.export
     # would otherwise tie the batch dimension to it and guard on it.
     n_example = 1 + max(model.members, max(model.hidden), model.dim * (model.dim + 1), 16)
