@@ -290,3 +290,8 @@ def test_torch_export_bad_path(tmp_path):
     for fn in (ex.export_torchscript, ex.export_torch_program):
         with pytest.raises(ValueError, match="does not exist"):
             fn(sde, tmp_path / "missing" / "s.pt")
+
+
+def test_c_api_refuses_a_directory_naming_it(capi, tmp_path):
+    with pytest.raises(ValueError, match=f"cannot open surrogate file '{tmp_path}': not a regular file"):
+        capi(tmp_path)

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -131,6 +132,9 @@ class Surrogate {
  public:
   /// Read and verify a portable surrogate file; throws Error (kIo, kFormat, kVersion).
   static Surrogate load(const std::string& path) {
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+      throw Error(kIo, "cannot open surrogate file '" + path + "': not a regular file");
     std::ifstream f(path, std::ios::binary);
     if (!f) throw Error(kIo, "cannot open surrogate file '" + path + "'");
     std::vector<unsigned char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
