@@ -141,6 +141,19 @@ def test_fortran_noise_factor_is_returned_lower_triangular(programs, export, tmp
                                    rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("dim, form, gradient", [(1, "SCALAR", False), (2, "CHOLESKY", True), (2, "DIAGONAL", False)])
+def test_fortran_evaluation_matches_python_for_every_form(programs, export, tmp_path, dim, form, gradient):
+    from multiscale.surrogate import DiffusionForm
+
+    ex, _, _ = export
+    model = _model(dim, diffusion=DiffusionForm[form], gradient=gradient)
+    path = tmp_path / "s.mss"
+    ex.export_surrogate(model, path)
+    x = np.random.default_rng(dim).normal(size=(9, dim))
+    for member in (-1, 2):
+        _compare(model, _check_eval(programs, path, member, x, tmp_path), x, member)
+
+
 def test_fortran_info(programs, export, surrogate):
     ex, _, _ = export
     model, path = surrogate
