@@ -1,5 +1,5 @@
 """Command-line interface: ``multiscale models``, ``multiscale simulate``, ``multiscale average``,
-``multiscale train``, ``multiscale run``, ``multiscale info``."""
+``multiscale train``, ``multiscale validate``, ``multiscale run``, ``multiscale info``."""
 from __future__ import annotations
 
 import argparse
@@ -85,11 +85,30 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--out", required=True, help="output surrogate file (.h5)")
 
-    r = sub.add_parser("run", help="run the whole pipeline on the built-in default problem")
+    r = sub.add_parser("run", help="run the whole pipeline (simulate, estimate, learn, validate, export) on the "
+                                   "built-in default problem (REFERENCE problem 2) or a configured one")
     r.add_argument("--out", default="multiscale-run", help="output folder")
-    r.add_argument("--paths", type=int, default=2000)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--config", default=None, help="TOML file with a [run] table (see multiscale.pipeline.RunConfig)")
+    r.add_argument("--model", default=None, help="catalogue model with one slow variable")
+    r.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
+    r.add_argument("--eps", type=float, default=None)
+    r.add_argument("--dt", type=float, default=None)
+    r.add_argument("--quick", action="store_true", help="reduced sizes (CI): same stages, wider error bars")
+    r.add_argument("--seed", type=int, default=None)
     r.add_argument("--threads", type=int, default=None)
+
+    v = sub.add_parser("validate", help="validate a learned surrogate against the full system and the exact limit")
+    v.add_argument("--surrogate", required=True, help="surrogate file (.h5) from `multiscale train` or `run`")
+    v.add_argument("--model", required=True, help="catalogue model of the full system (one slow variable)")
+    v.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
+    v.add_argument("--eps", type=float, default=None, help="scale separation of the full system")
+    v.add_argument("--dt", type=float, default=None, help="time step of the full system")
+    v.add_argument("--estimates", default=None, help="averaging estimates (.nc) to draw with the drift")
+    v.add_argument("--quick", action="store_true", help="small runs (wider intervals)")
+    v.add_argument("--no-surrogate-ams", action="store_true", help="skip AMS on the surrogate (committor is exact)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--threads", type=int, default=None)
+    v.add_argument("--out", required=True, help="output folder (report.md, validation.nc, validation.png)")
     return ap
 
 
@@ -223,6 +242,41 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(a: argparse.Namespace) -> int:
+    from .pipeline import RunConfig, run_pipeline
+
+    over = {"model": a.model, "eps": a.eps, "dt": a.dt, "seed": a.seed, "threads": a.threads}
+    if a.param:
+        over["params"] = dict(a.param)
+    if a.quick:
+        over["quick"] = True
+    cfg = RunConfig.from_toml(a.config, **over) if a.config is not None else \
+        (RunConfig.quick_config if a.quick else RunConfig)(**{k: v for k, v in over.items() if v is not None and
+                                                              k != "quick"})
+    return run_pipeline(Path(a.out), cfg)
+
+
+def _cmd_validate(a: argparse.Namespace) -> int:
+    from .io import open_dataset
+    from .validate import ValidationSettings, validate
+
+    if not Path(a.surrogate).is_file():
+        raise ValueError(f"--surrogate {a.surrogate!r}: no such file")
+    kw = {k: v for k, v in (("eps", a.eps), ("dt", a.dt)) if v is not None}
+    settings = (ValidationSettings.quick if a.quick else ValidationSettings)(
+        seed=a.seed, threads=a.threads, ams_surrogate=not a.no_surrogate_ams, **kw)
+    est = None
+    if a.estimates is not None:
+        if not Path(a.estimates).is_file():
+            raise ValueError(f"--estimates {a.estimates!r}: no such file")
+        est = open_dataset(a.estimates)
+    rep = validate(a.surrogate, a.model, params=dict(a.param) or None, settings=settings, estimates=est,
+                   out=Path(a.out))
+    print(rep.markdown)
+    print(f"written: {', '.join(rep.files)}")
+    return 0 if rep.passed else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = _parser()
     a = ap.parse_args(argv)
@@ -238,9 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.command == "train":
             return _cmd_train(a)
         if a.command == "run":
-            from .pipeline import run_default
-
-            return run_default(out=Path(a.out), n_paths=a.paths, seed=a.seed, threads=a.threads)
+            return _cmd_run(a)
+        if a.command == "validate":
+            return _cmd_validate(a)
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

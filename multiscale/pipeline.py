@@ -1,151 +1,255 @@
 """The main job: ``multiscale run``.
 
-Runs the pipeline on the built-in default problem (REFERENCE problem 1a, averaging with a
-fast OU process) and writes its outputs to one folder. Each issue that adds a stage (learning,
-validation, export) extends this chain; today it is:
+Runs the whole pipeline on the built-in default problem, REFERENCE problem 2 (a slow variable
+whose bistability is created by a fast tilted double well), or on another catalogue model with
+one slow variable and a known exact limit, and writes everything to one folder:
 
-1. simulate the full fast/slow system and measure the stationary slow statistics in-kernel;
-2. estimate the averaged drift F(x) and diffusion A(x) on a grid with the frozen-x
-   micro-solver, with standard errors, against the exact F(x) = 1.5x - x^3;
-3. simulate the estimated averaged SDE (macro-solver) and compare its stationary statistics with
-   the full system's and with the exact answer;
-4. learn the effective SDE with a deep ensemble of neural networks from the stage-2 estimates,
-   save it (``surrogate.h5``), check its drift against the exact one inside the ensemble's
-   band, and simulate it with each path following one ensemble member, so that the stationary
-   E[X^2] carries the model uncertainty in its standard error;
+1. simulate the full fast/slow system (coarse trajectories, in-kernel statistics);
+2. estimate the averaged drift F(x) and diffusion A(x) on a grid with the frozen-x micro-solver
+   (heterogeneous multiscale method), with standard errors, against the exact limit;
+3. learn the effective SDE with a deep ensemble of neural networks from those estimates and save
+   it (``surrogate.h5``);
+4. validate it against the full system and the exact limit (invariant density, mean first
+   passage times, rates, implied timescale, a rare event by AMS), keeping the modelling,
+   learning and total errors apart: ``report.md``, ``validation.nc``, ``validation.png``;
 5. export it in the portable format (``surrogate.mss``) and read it back through the C API
    library, as downstream C/C++/Fortran solvers will;
 
-and write the data, a summary table and a figure.
+with a summary (``summary.json``, ``summary.txt``). The exit code is 0 when every check passes.
 """
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
-from . import exact
-from .io import save_dataset
 from .averaging import AveragingEstimator, AveragingOptions
-from .simulate import Histogram, Observables, simulate
+from .io import save_dataset
+from .models._catalog import get_model
+from .simulate import Observables, simulate
 
-DEFAULT_MODEL = "fast_ou_linear"
+DEFAULT_MODEL = "tilted_double_well"
 
 
-def run_default(out: Path, n_paths: int = 2000, seed: int = 0, threads: int | None = None,
-                eps: float = 0.01, dt: float = 1e-3, t_end: float = 60.0, burn_in: float = 10.0) -> int:
-    """Run the default pipeline; returns a process exit code (0: every check passed)."""
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of ``multiscale run`` (a TOML file's ``[run]`` table has the same keys).
+
+    Attributes
+    ----------
+    model : str
+        Catalogue model with one slow variable (its exact limit is used where one is known).
+    params : dict
+        Parameter overrides.
+    eps, dt : float
+        Scale separation and time step of the full system.
+    n_paths, t_end : int, float
+        Stage-1 simulation size.
+    grid : (float, float, int)
+        Slow points of the averaging estimates: lo, hi, count. It is also the surrogate's domain,
+        so it should cover where the invariant density lives.
+    averaging : AveragingOptions
+    members, epochs : int
+        Deep-ensemble size and maximum Adam epochs of the surrogate.
+    quick : bool
+        Small validation runs (CI and tests): the same code paths, wider intervals.
+    seed : int
+    threads : int or None
+    """
+
+    model: str = DEFAULT_MODEL
+    params: Mapping[str, float] = field(default_factory=dict)
+    eps: float = 0.03
+    dt: float = 2.5e-4
+    n_paths: int = 200
+    t_end: float = 50.0
+    grid: tuple[float, float, int] = (-7.5, 7.5, 61)
+    averaging: AveragingOptions = AveragingOptions(dt=5e-3, burn_in=5.0, time=1500.0, replicas=8, batch=10.0)
+    members: int = 10
+    epochs: int = 1500
+    quick: bool = False
+    seed: int = 0
+    threads: int | None = None
+
+    @classmethod
+    def quick_config(cls, **kw: Any) -> "RunConfig":
+        """Reduced sizes for tests and CI: every stage runs, with wider error bars."""
+        base = dict(quick=True, n_paths=100, t_end=20.0, eps=0.05, dt=5e-4, grid=(-7.5, 7.5, 41),
+                    averaging=AveragingOptions(dt=5e-3, burn_in=5.0, time=600.0, replicas=8, batch=10.0),
+                    members=5, epochs=800)
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> "RunConfig":
+        """Read a ``[run]`` table (``[run.averaging]`` for the averaging options); unknown keys
+        raise ``ValueError`` naming their path. ``quick = true`` starts from :meth:`quick_config`;
+        keyword overrides that are not None win over the file."""
+        table = cls.toml_table(path)
+        table.update({k: v for k, v in overrides.items() if v is not None})
+        quick = bool(table.pop("quick", False))
+        return cls.quick_config(**table) if quick else cls(**table)
+
+    @classmethod
+    def toml_table(cls, path: str | Path) -> dict:
+        """The checked keyword arguments of a TOML file's ``[run]`` table."""
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            try:
+                import tomli as tomllib  # type: ignore[no-redef]
+            except ModuleNotFoundError:
+                raise ValueError("reading a TOML config needs Python >= 3.11 or `pip install tomli`") from None
+        try:
+            doc = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ValueError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"config file {str(path)!r}: {e}") from None
+        extra = set(doc) - {"run"}
+        if extra:
+            raise ValueError(f"config {str(path)!r}: unknown table(s) {sorted(extra)}; expected [run]")
+        table = dict(doc.get("run", {}))
+        known = {f.name for f in fields(cls)}
+        for k in table:
+            if k not in known:
+                raise ValueError(f"config {str(path)!r}: unknown key run.{k}; expected one of {sorted(known)}")
+        if "averaging" in table:
+            av = table.pop("averaging")
+            if not isinstance(av, dict):
+                raise ValueError("run.averaging must be a table")
+            ak = {f.name for f in fields(AveragingOptions)}
+            for k in av:
+                if k not in ak:
+                    raise ValueError(f"config {str(path)!r}: unknown key run.averaging.{k}; expected one of {sorted(ak)}")
+            table["averaging"] = replace(RunConfig.averaging, **av)
+        if "grid" in table:
+            g = table["grid"]
+            if not (isinstance(g, list) and len(g) == 3):
+                raise ValueError(f"run.grid={g!r} must be [lo, hi, count]")
+            table["grid"] = (float(g[0]), float(g[1]), int(g[2]))
+        return table
+
+
+def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = True) -> int:
+    """Run the pipeline; returns a process exit code (0: every check passed)."""
+    from .surrogate import EffectiveSDEEstimator, SurrogateOptions, save_surrogate
+    from .validate import ValidationSettings, exact_limit, validate
+
+    c = config
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    obs = Observables(("x",), start=burn_in, histogram=Histogram(bins=60, lo=-3.0, hi=3.0))
-    ds = simulate(DEFAULT_MODEL, eps=eps, dt=dt, t_end=t_end, n_paths=n_paths, seed=seed,
-                  save_every=100, observables=obs, threads=threads)
-    elapsed = time.perf_counter() - t0
-    save_dataset(ds, out / "simulation.nc")
+    info = get_model(c.model)
+    p = info.resolve_params(c.params)
+    if info.dims(p)[0] != 1:
+        raise ValueError(f"model={c.model!r} has {info.dims(p)[0]} slow variables; the pipeline needs one")
+    eps = c.eps if info.uses_eps else None
+    limit = exact_limit(info.name, p)
+    say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
+    t_all = time.perf_counter()
+    stages: dict[str, float] = {}
+    checks: dict[str, bool] = {}
 
-    # Stationary moments with error bars from independent per-path time averages.
-    x = ds["trajectory"].sel(state="x").where(ds["time"] > burn_in, drop=True).values
-    ref = exact.fast_ou_linear_moments(c=0.5, sigma=1.0)
-    rows = []
-    for k in (2, 4):
-        per_path = (x**k).mean(axis=1)
-        est, se = float(per_path.mean()), float(per_path.std(ddof=1) / np.sqrt(per_path.size))
-        rows.append({"quantity": f"E[X^{k}]", "estimate": est, "stderr": se, "exact": ref[k],
-                     "z": (est - ref[k]) / se})
-    # Stage 2: averaged drift and diffusion on a grid (HMM micro-solver).
-    grid = np.linspace(-2.5, 2.5, 81)  # spacing 1/16: interpolation bias well below the stderr
-    est = AveragingEstimator(AveragingOptions(dt=0.05, burn_in=10.0, time=400.0, batch=10.0),
-                             seed=seed, threads=threads).fit(DEFAULT_MODEL, grid)
+    # Stage 1: the full system.
+    say(f"[1/5] simulate {info.name} (eps={eps}, dt={c.dt}, {c.n_paths} paths, T={c.t_end})")
+    t0 = time.perf_counter()
+    every = max(1, int(round(0.1 / c.dt)))
+    steps = int(round(c.t_end / c.dt))
+    every = every if steps % every == 0 else 1
+    ds = simulate(info.name, params=p, eps=eps, dt=c.dt, t_end=c.t_end, n_paths=c.n_paths, seed=c.seed,
+                  save_every=every, save_fast=False, observables=Observables(("x",), start=c.t_end / 2),
+                  threads=c.threads)
+    save_dataset(ds, out / "simulation.nc")
+    stages["simulate"] = time.perf_counter() - t0
+    path_steps = c.n_paths * steps / stages["simulate"]
+
+    # Stage 2: averaged drift and diffusion (HMM, frozen-x micro-solver).
+    lo, hi, n = c.grid
+    grid = np.linspace(lo, hi, int(n))
+    say(f"[2/5] averaged drift and diffusion on {grid.size} points in [{lo}, {hi}]")
+    t0 = time.perf_counter()
+    est = AveragingEstimator(c.averaging, seed=c.seed, threads=c.threads).fit(info.name, grid, params=p)
     avg = est.result_
     save_dataset(avg, out / "averaged.nc")
-    z_F = (avg["F"].values[:, 0] - (1.5 * grid - grid**3)) / avg["F_stderr"].values[:, 0]
-    max_dA = float(np.max(np.abs(avg["A"].values[:, 0, 0] - 1.0)))
-    rows.append({"quantity": "max|z| of F(x) on 81 points", "estimate": float(np.max(np.abs(z_F))),
-                 "stderr": float(np.max(avg["F_stderr"].values)), "exact": 0.0,
-                 "z": float(np.sqrt(np.mean(z_F**2)))})
+    stages["average"] = time.perf_counter() - t0
+    F, F_se = avg["F"].values[:, 0], avg["F_stderr"].values[:, 0]
+    A = avg["A"].values[:, 0, 0]
+    est_summary: dict[str, Any] = {"max_F_stderr": float(F_se.max())}
+    if limit is not None:
+        z = (F - limit.drift(grid)) / F_se
+        est_summary.update(rms_z_F=float(np.sqrt(np.mean(z**2))), max_abs_z_F=float(np.max(np.abs(z))),
+                           max_abs_A_error=float(np.max(np.abs(A - limit.diffusion(grid)))))
+        # rms z near 1 when the error bars are honest; the fast Euler step's O(dt) bias adds to it
+        checks["averaged drift: rms z against the exact limit < 2"] = est_summary["rms_z_F"] < 2.0
 
-    # Stage 3: the estimated averaged SDE (macro-solver) against the full system and exact.
-    macro = est.fetch_model().simulate(t_end=t_end, dt=1e-3, x0=0.0, n_paths=n_paths,
-                                       seed=seed + 1, save_every=1000, threads=threads)
-    xm = macro["trajectory"].sel(state="x").where(macro["time"] > burn_in, drop=True).values
-    per_path = (xm**2).mean(axis=1)
-    est2, se2 = float(per_path.mean()), float(per_path.std(ddof=1) / np.sqrt(per_path.size))
-    rows.append({"quantity": "E[X^2] averaged SDE", "estimate": est2, "stderr": se2,
-                 "exact": ref[2], "z": (est2 - ref[2]) / se2})
-
-    # Stage 4: the neural effective SDE learned from the stage-2 estimates.
-    from .surrogate import EffectiveSDEEstimator, SurrogateOptions, save_surrogate
-
-    t4 = time.perf_counter()
-    learner = EffectiveSDEEstimator(SurrogateOptions(members=10, seed=seed, threads=threads)).fit(avg)
+    # Stage 3: the neural effective SDE.
+    say(f"[3/5] learn the effective SDE ({c.members}-member deep ensemble)")
+    t0 = time.perf_counter()
+    learner = EffectiveSDEEstimator(SurrogateOptions(members=c.members, epochs=c.epochs, seed=c.seed,
+                                                     threads=c.threads)).fit(avg)
     sde = learner.fetch_model()
     save_surrogate(sde, out / "surrogate.h5")
-    train_s = time.perf_counter() - t4
-    export_check = _export(sde, out / "surrogate.mss")
-    xt = np.linspace(-2.0, 2.0, 201)
-    err = sde.drift(xt)[:, 0] - (1.5 * xt - xt**3)
-    inside = float(np.mean(np.abs(err) <= 2 * sde.drift_spread(xt)[:, 0]))
-    sim = sde.simulate(t_end=t_end, dt=0.01, x0=0.0, n_paths=n_paths, seed=seed + 2, save_every=100,
-                       member="sample", threads=threads)
-    xs = sim["trajectory"].sel(state="x").where(sim["time"] > burn_in, drop=True).values
-    # Path p follows member p mod E: the spread of the per-member means holds both the Monte
-    # Carlo error and the model uncertainty (a t statistic with E - 1 degrees of freedom).
-    per_member = np.array([(xs[k::sde.members] ** 2).mean() for k in range(sde.members)])
-    est4 = float(per_member.mean())
-    se4 = float(per_member.std(ddof=1) / np.sqrt(sde.members))
-    rows.append({"quantity": "E[X^2] neural effective SDE", "estimate": est4, "stderr": se4,
-                 "exact": ref[2], "z": (est4 - ref[2]) / se4})
-    surrogate_s = time.perf_counter() - t4
+    stages["train"] = time.perf_counter() - t0
+    sur_summary: dict[str, Any] = {"members": sde.members, "train_seconds": stages["train"]}
+    if limit is not None:
+        xt = np.linspace(grid[1], grid[-2], 201)
+        err = sde.drift(xt[:, None])[:, 0] - limit.drift(xt)
+        inside = float(np.mean(np.abs(err) <= 2 * sde.drift_spread(xt[:, None])[:, 0] + 2 * np.interp(xt, grid, F_se)))
+        sur_summary.update(max_abs_drift_error=float(np.max(np.abs(err))), fraction_inside_band=inside)
+        checks["learned drift: exact limit inside the ensemble band (+ data error) at >= 90% of points"] = inside >= 0.9
 
-    kernel_var = float(ds["obs_var"].sel(observable="x").values[0])
-    kernel_mean = float(ds["obs_mean"].sel(observable="x").values[0])
-    summary = {
-        "model": DEFAULT_MODEL, "eps": eps, "dt": dt, "t_end": t_end, "n_paths": n_paths,
-        "seed": seed, "seconds": elapsed,
-        "path_steps_per_second": n_paths * ds.attrs["n_steps"] / elapsed,
-        "stationary": rows,
-        "in_kernel_mean_x": kernel_mean, "in_kernel_var_x": kernel_var,
-        "max_abs_A_minus_1": max_dA,
-        "surrogate": {"members": sde.members, "train_seconds": train_s, "stage_seconds": surrogate_s,
-                      "max_abs_drift_error_|x|<=2": float(np.max(np.abs(err))),
-                      "fraction_of_exact_drift_inside_2_spread": inside,
-                      "max_abs_diffusion_error": float(np.max(np.abs(sde.diffusion(xt)[:, 0, 0] - 1.0))),
-                      "c_api_max_relative_difference": export_check},
-        "all_within_4_stderr": bool(np.max(np.abs(z_F)) < 4.5 and
-                                    all(abs(r["z"]) < 4 for r in rows if r["quantity"].startswith("E["))
-                                    and inside >= 0.9 and (export_check is None or export_check < 1e-12)),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    lines = [f"multiscale run: {DEFAULT_MODEL}, eps={eps}, dt={dt}, {n_paths} paths, T={t_end} "
-             f"({elapsed:.1f} s, {summary['path_steps_per_second']:.3g} path-steps/s)",
-             f"{'quantity':<30}{'estimate':>12}{'stderr':>10}{'exact':>12}{'z':>8}"]
-    for r in rows:
-        lines.append(f"{r['quantity']:<30}{r['estimate']:>12.5f}{r['stderr']:>10.5f}{r['exact']:>12.5f}{r['z']:>8.2f}")
-    lines.append(f"averaged diffusion A(x) on the grid: max |A - 1| = {max_dA:.2e} (exact 1); "
-                 f"rms z of F(x) = {rows[2]['z']:.2f}")
-    sm = summary["surrogate"]
-    lines.append(f"neural effective SDE ({sde.members} members, trained in {train_s:.1f} s): max |b - F| on "
-                 f"|x| <= 2 = {sm['max_abs_drift_error_|x|<=2']:.3f}, exact F inside the 2-spread band at "
-                 f"{100 * inside:.0f}% of points, max |A - 1| = {sm['max_abs_diffusion_error']:.2e}")
-    lines.append("portable export surrogate.mss read back through the C API: max relative difference "
-                 + ("n/a (library not built)" if export_check is None else f"{export_check:.1e}"))
-    lines.append(f"in-kernel streaming mean/var of x over t in ({burn_in}, {t_end}]: "
-                 f"{kernel_mean:.5f} / {kernel_var:.5f} (exact 0 / {ref[2]:.5f})")
-    figure = _plot_density(ds, out / "stationary_density.png")
-    figure = _plot_drift(avg, out / "averaged_drift.png", sde) and figure
-    lines.append(f"outputs: {out}/simulation.nc, averaged.nc, surrogate.h5, surrogate.mss, summary.json, summary.txt"
-                 + (", stationary_density.png, averaged_drift.png" if figure else
-                    " (no figure: pip install 'multiscale[plot]' for matplotlib)"))
+    # Stage 4: validation.
+    say("[4/5] validate against the full system and the exact limit")
+    t0 = time.perf_counter()
+    vs = (ValidationSettings.quick if c.quick else ValidationSettings)(seed=c.seed, threads=c.threads, eps=eps,
+                                                                       dt=c.dt)
+    rep = validate(sde, info.name, params=p, settings=vs, estimates=avg, out=out, progress=progress)
+    stages["validate"] = time.perf_counter() - t0
+    checks.update(rep.checks)
+
+    # Stage 5: export.
+    say("[5/5] export (surrogate.mss) and read back through the C API")
+    t0 = time.perf_counter()
+    export_check = _export(sde, out / "surrogate.mss", grid)
+    stages["export"] = time.perf_counter() - t0
+    if export_check is not None:
+        checks["C API evaluation equals Python (< 1e-12 relative)"] = export_check < 1e-12
+
+    total = time.perf_counter() - t_all
+    summary = {"model": info.name, "params": p, "eps": eps, "dt": c.dt, "seed": c.seed, "quick": c.quick,
+               "seconds": total, "stage_seconds": stages, "path_steps_per_second": path_steps,
+               "estimates": est_summary, "surrogate": sur_summary, "c_api_max_relative_difference": export_check,
+               "checks": checks, "all_checks_passed": all(checks.values()),
+               "config": json.loads(json.dumps(asdict(c), default=str))}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    lines = [f"multiscale run: {info.name} ({', '.join(f'{k}={v:g}' for k, v in p.items())}), eps={eps}, "
+             f"{total:.0f} s on {c.threads or 'all'} threads "
+             f"({', '.join(f'{k} {v:.0f} s' for k, v in stages.items())})"]
+    if limit is not None:
+        lines.append(f"averaged drift on {grid.size} points: rms z = {est_summary['rms_z_F']:.2f} against the exact "
+                     f"limit, max stderr {est_summary['max_F_stderr']:.3g}, max |A - A_exact| = "
+                     f"{est_summary['max_abs_A_error']:.3g}")
+        lines.append(f"neural effective SDE ({sde.members} members): max |b - F| = "
+                     f"{sur_summary['max_abs_drift_error']:.3g}, exact F inside the band at "
+                     f"{100 * sur_summary['fraction_inside_band']:.0f}% of points")
+    lines.append("")
+    lines += [ln for ln in rep.markdown.splitlines() if ln.startswith("|") and "---" not in ln][:9]
+    lines.append("")
+    lines.append("checks:")
+    lines += [f"  [{'x' if v else ' '}] {k}" for k, v in checks.items()]
+    lines.append(f"outputs in {out}/: report.md, validation.png, validation.nc, simulation.nc, averaged.nc, "
+                 "surrogate.h5, surrogate.mss, summary.json, summary.txt")
     text = "\n".join(lines)
     (out / "summary.txt").write_text(text + "\n")
     print(text)
-    return 0 if summary["all_within_4_stderr"] else 1
+    return 0 if summary["all_checks_passed"] else 1
 
 
-def _export(sde, path: Path) -> float | None:
+def _export(sde, path: Path, grid: np.ndarray) -> float | None:
     """Write the portable file and evaluate it through the C API library, as C/C++/Fortran
     programs will; returns the largest difference from the Python model relative to the
     drift's scale (None when the library is not built, as in a bare source checkout)."""
@@ -156,7 +260,7 @@ def _export(sde, path: Path) -> float | None:
         get_library()
     except FileNotFoundError:
         return None
-    x = np.linspace(-3.0, 3.0, 301)
+    x = np.linspace(grid[0], grid[-1], 301)
     with CSurrogate(path) as c:
         ref = sde.drift(x)
         return float(np.max(np.abs(c.drift(x) - ref)) / np.max(np.abs(ref)))
@@ -172,67 +276,3 @@ def _pyplot():
     except ImportError:  # plotting is optional
         return None
     return plt
-
-
-def _plot_density(ds, path: Path) -> bool:
-    """Kernel histogram of x against the exact averaged density; False if matplotlib is absent."""
-    plt = _pyplot()
-    if plt is None:
-        return False
-    counts = ds["hist_count"].sel(observable="x").values[0]
-    centers = ds["bin_center"].values
-    width = centers[1] - centers[0]
-    total = counts.sum() + int(ds["hist_underflow"].values[0, 0]) + int(ds["hist_overflow"].values[0, 0])
-    xs = np.linspace(-3, 3, 400)
-    logp = 1.5 * xs**2 / 1.0 - 0.5 * xs**4
-    dens = np.exp(logp - logp.max())
-    dens /= np.trapezoid(dens, xs)
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.bar(centers, counts / (total * width), width=width, alpha=0.5, label="full system (kernel histogram)")
-    ax.plot(xs, dens, "k", label=r"averaged SDE, exact $\propto e^{1.5x^2 - 0.5x^4}$")
-    ax.set_xlabel("x")
-    ax.set_ylabel("density")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
-
-
-def _plot_drift(avg, path: Path, sde=None) -> bool:
-    """Top: estimated F(x) with 2-stderr bars against the exact averaged drift. Bottom (with a
-    surrogate): errors against the exact drift, of the estimates and of the learned drift with
-    its 2-spread band, over and beyond the data's range."""
-    plt = _pyplot()
-    if plt is None:
-        return False
-    x = avg["x"].values[:, 0]
-    F, se = avg["F"].values[:, 0], avg["F_stderr"].values[:, 0]
-    exact_F = lambda v: 1.5 * v - v**3  # noqa: E731
-    fig, axes = plt.subplots(2 if sde is not None else 1, 1, figsize=(5, 5.6 if sde is not None else 3.2),
-                             squeeze=False, sharex=sde is not None)
-    ax = axes[0, 0]
-    xs = np.linspace(x.min(), x.max(), 200)
-    ax.plot(xs, exact_F(xs), "k", label=r"exact $F(x) = 1.5x - x^3$")
-    ax.errorbar(x, F, yerr=2 * se, fmt="o", ms=3, label="frozen-x estimate $\\pm$ 2 s.e.")
-    ax.set_ylabel("F(x)")
-    ax.legend(fontsize=7)
-    if sde is not None:
-        ax = axes[1, 0]
-        xw = np.linspace(x.min() - 0.8, x.max() + 0.8, 300)
-        b, sp = sde.drift(xw)[:, 0], sde.drift_spread(xw)[:, 0]
-        ax.axhline(0.0, color="k", lw=0.8)
-        ax.errorbar(x, F - exact_F(x), yerr=2 * se, fmt="o", ms=2, lw=0.8, label="estimate - exact")
-        ax.plot(xw, b - exact_F(xw), "C3", lw=1.2, label=f"neural drift - exact ({sde.members}-member mean)")
-        ax.fill_between(xw, b - exact_F(xw) - 2 * sp, b - exact_F(xw) + 2 * sp, color="C3", alpha=0.25,
-                        label="$\\pm$ 2 ensemble spread")
-        for edge in (x.min(), x.max()):
-            ax.axvline(edge, color="0.5", ls=":", lw=0.8)
-        ax.set_ylim(-8 * se.max(), 8 * se.max())
-        ax.set_ylabel("error in F(x)")
-        ax.legend(fontsize=7, loc="upper center")
-    axes[-1, 0].set_xlabel("x (dotted: range of the estimates)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True

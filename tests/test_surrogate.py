@@ -458,21 +458,6 @@ def test_trajectories_of_a_full_system_model_only_its_slow_variables():
         est.fit(ds, variables=["z"])
 
 
-def test_main_job_learns_saves_and_checks_the_surrogate(tmp_path):
-    from multiscale.pipeline import run_default
-
-    rc = run_default(tmp_path, n_paths=400, seed=1, t_end=30.0)
-    import json
-
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert rc == 0, summary
-    s = summary["surrogate"]
-    assert s["members"] == 10 and s["fraction_of_exact_drift_inside_2_spread"] >= 0.9
-    assert any(r["quantity"] == "E[X^2] neural effective SDE" for r in summary["stationary"])
-    sde = load_surrogate(tmp_path / "surrogate.h5")
-    assert sde.provenance["pathway"] == "estimates"
-
-
 def test_long_trajectories_are_thinned_to_a_bounded_number_of_pairs(monkeypatch):
     import multiscale.surrogate._train as tr
 

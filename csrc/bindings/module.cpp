@@ -12,10 +12,14 @@
 #include <string>
 
 #include "../cpu/average_cpu.h"
+#include "../cpu/passage_cpu.h"
 #include "../cpu/simulate_cpu.h"
 #include "../cuda/simulate_cuda.h"
 #include "multiscale/dispatch.h"
 #include "multiscale/estimators/exact_sum.h"
+#include "multiscale/estimators/first_passage.h"
+#include "multiscale/rng/normal.h"
+#include "multiscale/view.h"
 #include "multiscale/rng/philox.h"
 
 namespace py = pybind11;
@@ -71,6 +75,16 @@ py::dict build_info() {
 #endif
   d["rng"] = "Philox4x32-10, key splitmix64(seed), counter (block | stream<<24, path, step); Box-Muller normals";
   return d;
+}
+
+// Polled by the launchers between chunks (with the GIL released): true once Ctrl-C arrived.
+// The Python exception stays set; the caller rethrows it after the kernel returns.
+std::function<bool()> ctrl_c_poll(bool& signalled) {
+  return [&signalled]() {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) signalled = true;
+    return signalled;
+  };
 }
 
 template <class Real>
@@ -142,11 +156,7 @@ py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, d
   out.hist = hist.mutable_data();
 
   bool signalled = false;
-  spec.should_stop = [&signalled]() {
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) signalled = true;  // the exception stays set for us
-    return signalled;
-  };
+  spec.should_stop = ctrl_c_poll(signalled);
 
   ms::RunResult r;
   {
@@ -230,11 +240,7 @@ bool frozen_impl(int model_id, const CArray<double>& params, double eps, const C
   out.status = inout<int8_t>(status, {n}, "status");
   out.fail_step = inout<int64_t>(fail_step, {n}, "fail_step");
   bool signalled = false;
-  spec.should_stop = [&signalled]() {
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) signalled = true;
-    return signalled;
-  };
+  spec.should_stop = ctrl_c_poll(signalled);
   {
     py::gil_scoped_release release;
     if (device < 0) {
@@ -253,6 +259,55 @@ bool frozen_impl(int model_id, const CArray<double>& params, double eps, const C
 
 }  // namespace
 
+// First-passage segments; `state` (n, dim) float64 is updated in place to the final states.
+py::dict passage_impl(int model_id, const CArray<double>& params, double eps, double dt, bool exact_ou,
+                      uint64_t seed, py::array state, const CArray<uint32_t>& path_ids,
+                      const CArray<double>& level, const CArray<double>& w, double lo, double hi,
+                      int64_t max_steps, bool bridge, int threads) {
+  ms::PassageSpec spec;
+  spec.model_id = model_id;
+  spec.params.assign(params.data(), params.data() + params.size());
+  spec.eps = eps;
+  const auto dims = ms::model_dims(model_id, spec.params.data(), eps);
+  if (dims.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(model_id));
+  const int dim = dims.first + dims.second;
+  const py::ssize_t n = path_ids.size();
+  if (level.size() != n || w.size() != dim || max_steps < 0 || !(dt > 0) || !(lo < hi))
+    throw std::invalid_argument("inconsistent first-passage arguments");
+  spec.dt = dt;
+  spec.exact_ou = exact_ou;
+  spec.seed = seed;
+  spec.n_paths = n;
+  spec.w.assign(w.data(), w.data() + w.size());
+  spec.lo = lo;
+  spec.hi = hi;
+  spec.max_steps = max_steps;
+  spec.bridge = bridge;
+  spec.threads = threads;
+  py::array_t<int8_t> outcome(n);
+  py::array_t<int64_t> steps(n);
+  py::array_t<double> xi_max(n);
+  ms::PassageBuffers out;
+  out.state = inout<double>(state, {n, dim}, "state");
+  out.path_ids = path_ids.data();
+  out.level = level.data();
+  out.outcome = outcome.mutable_data();
+  out.steps = steps.mutable_data();
+  out.xi_max = xi_max.mutable_data();
+  bool signalled = false;
+  spec.should_stop = ctrl_c_poll(signalled);
+  {
+    py::gil_scoped_release release;
+    ms::cpu::passage(spec, out);
+  }
+  if (signalled) throw py::error_already_set();
+  py::dict d;
+  d["outcome"] = outcome;
+  d["steps"] = steps;
+  d["xi_max"] = xi_max;
+  return d;
+}
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "multiscale compiled kernels (internal; use the multiscale package API)";
   m.def("build_info", &build_info);
@@ -269,6 +324,28 @@ PYBIND11_MODULE(_core, m) {
     return r;
   });
   m.def("simulate_float32", &simulate_impl<float>);
+  m.def("passage", &passage_impl);
+  // The noise a first-passage segment draws, for engines outside the compiled kernels (the
+  // learned surrogate): normals of (seed, stream, id, step) and the two bridge uniforms.
+  m.def("normals_ids", [](uint64_t seed, const CArray<uint32_t>& ids, uint64_t step, int n, uint32_t stream) {
+    const ms::PhiloxKey key = ms::PhiloxKey::from_seed(seed);
+    py::array_t<double> a(std::vector<py::ssize_t>{ids.size(), n});
+    double* o = a.mutable_data();
+    for (py::ssize_t i = 0; i < ids.size(); ++i)
+      ms::normals<double>(key, stream, ids.data()[i], step, n, ms::View<double, 1>{o + i * n});
+    return a;
+  });
+  m.def("bridge_uniforms", [](uint64_t seed, const CArray<uint32_t>& ids, uint64_t step) {
+    const ms::PhiloxKey key = ms::PhiloxKey::from_seed(seed);
+    py::array_t<double> a(std::vector<py::ssize_t>{ids.size(), 2});
+    double* o = a.mutable_data();
+    for (py::ssize_t i = 0; i < ids.size(); ++i) {
+      const ms::U32x4 r = key(ms::STREAM_AUX, 0u, ids.data()[i], step);
+      o[2 * i] = ms::uniform52(r.v[0], r.v[1]);
+      o[2 * i + 1] = ms::uniform52(r.v[2], r.v[3]);
+    }
+    return a;
+  });
   m.def("philox4x32_10", [](uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
     const ms::U32x4 r = ms::philox4x32_10(c0, c1, c2, c3, k0, k1);
     return py::make_tuple(r.v[0], r.v[1], r.v[2], r.v[3]);

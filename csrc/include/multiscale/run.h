@@ -58,4 +58,33 @@ struct RunResult {
   bool interrupted = false;
 };
 
+
+// First-passage segments (estimators/first_passage.h): each path runs from its own start state
+// until its reaction coordinate leaves (lo, hi), exceeds its stopping level, or max_steps pass.
+// Path i draws the noise of (seed, path_ids[i], step), so a segment can be replayed exactly.
+struct PassageSpec {
+  int model_id = 0;
+  std::vector<double> params;
+  double eps = 1.0;
+  double dt = 0.0;
+  bool exact_ou = false;
+  uint64_t seed = 0;
+  int64_t n_paths = 0;
+  std::vector<double> w;  // [dim] reaction-coordinate weights over (x, y)
+  double lo = 0.0, hi = 0.0;
+  int64_t max_steps = 0;
+  bool bridge = true;
+  int threads = 0;
+  std::function<bool()> should_stop;
+};
+
+struct PassageBuffers {
+  double* state = nullptr;           // [n_paths][dim]: start state in, final state out
+  const uint32_t* path_ids = nullptr;  // [n_paths]
+  const double* level = nullptr;     // [n_paths]: stop when xi > level (+inf: never)
+  int8_t* outcome = nullptr;         // [n_paths] Outcome
+  int64_t* steps = nullptr;          // [n_paths]
+  double* xi_max = nullptr;          // [n_paths]
+};
+
 }  // namespace ms

@@ -1,0 +1,26 @@
+"""Validation: invariant measures, metastability and rare events, for the full system, a learned
+surrogate and the exact limit, with error bars; and the validation report.
+
+Simulation-based estimators run in the compiled kernels for catalogue models (first passages
+with a Brownian-bridge crossing test, histograms accumulated in the kernel) and in batched torch
+for learned surrogates, with the same counter-based noise. One-dimensional answers are exact
+(quadrature of the stationary Fokker-Planck equation, MFPT integral formula, committor,
+spectral gap of the generator).
+"""
+from ._ams import AMSOptions, AMSResult, ams
+from ._distances import DistanceResult, bin_probabilities, density_distance
+from ._exact1d import (Well, committor, effective_potential, find_wells, generator_eigenvalues, mfpt,
+                       stationary_density)
+from ._invariant import DensityEstimate, stationary_histogram
+from ._limits import ExactLimit, exact_limit
+from ._msm import MSMResult, msm_implied_timescales
+from ._passage import MFPTResult, PassageResult, first_passage, mean_first_passage_time
+from ._report import ValidationReport, ValidationSettings, validate
+
+__all__ = [
+    "AMSOptions", "AMSResult", "DensityEstimate", "DistanceResult", "ExactLimit", "MFPTResult", "MSMResult",
+    "PassageResult", "ValidationReport", "ValidationSettings", "Well", "ams", "bin_probabilities", "committor",
+    "density_distance", "effective_potential", "exact_limit", "find_wells", "first_passage", "generator_eigenvalues",
+    "mean_first_passage_time", "mfpt", "msm_implied_timescales", "stationary_density", "stationary_histogram",
+    "validate",
+]
