@@ -34,7 +34,12 @@ CHILD = textwrap.dedent(
     print("ready", flush=True)
     t0 = time.perf_counter()
     try:
-        ms.simulate("fast_ou_linear", **kw)
+        if sys.argv[1] == "passage":  # first passages that would take hours (barrier 25 kT)
+            from multiscale.validate import first_passage
+            first_passage("double_well", params={"sigma": 0.2}, x0=-1.0, hi=1.0, dt=1e-3, n_paths=100_000,
+                          max_time=1e6)
+        else:
+            ms.simulate("fast_ou_linear", **kw)
     except KeyboardInterrupt:
         print("interrupted", flush=True)
     else:
@@ -51,7 +56,7 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("variant", ["float64", "float32", "observables"])
+@pytest.mark.parametrize("variant", ["float64", "float32", "observables", "passage"])
 def test_sigint_stops_long_run(variant):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(PKG_PARENT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -16,6 +16,7 @@
 
 #include "../config.h"
 #include "../integrators/euler_maruyama.h"
+#include "../rng/normal.h"
 #include "../rng/philox.h"
 
 namespace ms {
@@ -29,10 +30,11 @@ enum Outcome : int8_t {
   OUTCOME_NONFINITE = 4,  // the state became NaN/inf; the last finite state is kept
 };
 
-// Uniform in (0, 1) from 52 random bits.
+// Uniform (b + 1/2) / 2^52 in (0, 1) from the top 52 random bits b, built from the bit pattern
+// of a double in [1, 2) (no integer-to-double conversion, so the lane loop vectorises).
 MS_INLINE double uniform52(uint32_t hi, uint32_t lo) {
   const uint64_t b = ((static_cast<uint64_t>(hi) << 32) | lo) >> 12;
-  return (static_cast<double>(b) + 0.5) * (1.0 / 4503599627370496.0);
+  return (double_of(b | 0x3ff0000000000000ULL) - 1.0) + 1.1102230246251565e-16;
 }
 
 // Probability that a Brownian bridge with total variance v starting at distance d0 > 0 from a
@@ -58,9 +60,71 @@ MS_INLINE double coordinate(const double* w, V x, V y, int nx, int ny) {
   return s;
 }
 
-// Run one segment in place on (x, y). Step numbers continue from `step0` so that a segment
-// resumed from a checkpoint draws the same noise. Returns the outcome; `steps` is the number of
-// steps taken and `xi_max` the largest xi at the step ends (start included).
+// Outcome of the start state, or -1 if the segment must run.
+MS_INLINE int passage_start(const PassageArgs& a, double xi) {
+  if (!(xi == xi)) return OUTCOME_NONFINITE;
+  if (xi <= a.lo) return OUTCOME_LO;
+  if (xi >= a.hi) return OUTCOME_HI;
+  if (xi > a.level) return OUTCOME_LEVEL;
+  return a.max_steps > 0 ? -1 : OUTCOME_MAX_STEPS;
+}
+
+// Variance along w of one step's noise, from the coefficients em_step just evaluated (slow
+// noise a over dt, fast noise b over the fast step or the exact OU standard deviation).
+template <bool ExactOU, class M, class Real, class V>
+MS_INLINE double step_variance(const M& m, const StepCoef<Real>& k, V a, V b, const double* w) {
+  const int nx = m.nx(), ny = m.ny();
+  double v = 0.0;
+  for (int i = 0; i < nx; ++i) {
+    const double c = w[i] * static_cast<double>(a[i]);
+    v += c * c * static_cast<double>(k.dt);
+  }
+  const double sd = (ExactOU && M::kOU) ? static_cast<double>(k.ou_sd) : static_cast<double>(k.sqtau);
+  for (int j = 0; j < ny; ++j) {
+    const double c = w[nx + j] * static_cast<double>(b[j]) * sd;
+    v += c * c;
+  }
+  return v;
+}
+
+// Whether the Brownian bridge of a step from xi to xi1 (variance v along w) touched hi / lo:
+// u < exp(-2 d0 d1 / v), compared as log u < -2 d0 d1 / v with the polynomial log of the normal
+// generator, branch-free so that the CPU lane loop vectorises. v = 0 (no bridge, no noise) and
+// infinite levels give false; end points already across a level are decided before the draws
+// are looked at (passage_decide).
+MS_INLINE void bridge_draws(const PassageArgs& a, const PhiloxKey& key, uint32_t path, uint64_t st,
+                            double xi, double xi1, double v, bool& touched_hi, bool& touched_lo) {
+  const U32x4 r = key(STREAM_AUX, 0u, path, st);
+  const double th = -2.0 * (a.hi - xi) * (a.hi - xi1) / v;
+  const double tl = -2.0 * (xi - a.lo) * (xi1 - a.lo) / v;
+  touched_hi = poly_log(uniform52(r.v[0], r.v[1])) < th;
+  touched_lo = poly_log(uniform52(r.v[2], r.v[3])) < tl;
+}
+
+// Outcome after a committed step ending at xi1, given the bridge draws, or -1 to go on; updates
+// xi_max. `steps` counts the steps taken including this one.
+MS_INLINE int passage_decide(const PassageArgs& a, double xi1, bool touched_hi, bool touched_lo, int64_t steps,
+                             double& xi_max) {
+  if (!(xi1 == xi1)) return OUTCOME_NONFINITE;
+  if (xi1 >= a.hi) {
+    xi_max = xi1 > xi_max ? xi1 : xi_max;
+    return OUTCOME_HI;
+  }
+  if (xi1 <= a.lo) return OUTCOME_LO;
+  if (touched_hi) {
+    xi_max = a.hi;
+    return OUTCOME_HI;
+  }
+  if (touched_lo) return OUTCOME_LO;
+  xi_max = xi1 > xi_max ? xi1 : xi_max;
+  if (xi1 > a.level) return OUTCOME_LEVEL;
+  return steps >= a.max_steps ? OUTCOME_MAX_STEPS : -1;
+}
+
+// Run one segment in place on (x, y) (one path per call: the CUDA thread's loop; the CPU
+// launcher interleaves paths in SIMD lanes with the same three pieces). Step numbers continue
+// from `step0` so that a resumed segment draws the same noise. Returns the outcome; `steps` is
+// the number of steps taken and `xi_max` the largest xi at the step ends (start included).
 template <bool ExactOU, class M, class Real, class V, class S>
 MS_INLINE int8_t run_passage(const M& m, const StepCoef<Real>& k, V x, V y, V xn, V yn, const S& s,
                              const PhiloxKey& key, uint32_t path, uint64_t step0,
@@ -69,47 +133,22 @@ MS_INLINE int8_t run_passage(const M& m, const StepCoef<Real>& k, V x, V y, V xn
   double xi = coordinate(a.w, x, y, nx, ny);
   xi_max = xi;
   steps = 0;
-  if (!(xi == xi)) return OUTCOME_NONFINITE;
-  if (xi <= a.lo) return OUTCOME_LO;
-  if (xi >= a.hi) return OUTCOME_HI;
-  if (xi > a.level) return OUTCOME_LEVEL;
-  const bool noisy = model_noisy(m);
-  while (steps < a.max_steps) {
+  int r = passage_start(a, xi);
+  const bool noisy = a.bridge && model_noisy(m);
+  while (r < 0) {
     const uint64_t st = step0 + static_cast<uint64_t>(steps);
     if (!em_step<ExactOU>(m, k, x, y, xn, yn, s, key, path, st)) return OUTCOME_NONFINITE;
     ++steps;
-    // Variance of the step's noise along w, from the coefficients em_step just evaluated.
-    double v = 0.0;
-    if (a.bridge && noisy) {
-      for (int i = 0; i < nx; ++i) {
-        const double c = a.w[i] * static_cast<double>(s.a[i]);
-        v += c * c * static_cast<double>(k.dt);
-      }
-      for (int j = 0; j < ny; ++j) {
-        const double sd = (ExactOU && M::kOU) ? static_cast<double>(k.ou_sd) : static_cast<double>(k.sqtau);
-        const double c = a.w[nx + j] * static_cast<double>(s.b[j]) * sd;
-        v += c * c;
-      }
-    }
+    const double v = noisy ? step_variance<ExactOU>(m, k, s.a, s.b, a.w) : 0.0;
     for (int i = 0; i < nx; ++i) x[i] = xn[i];
     for (int j = 0; j < ny; ++j) y[j] = yn[j];
     const double xi1 = coordinate(a.w, x, y, nx, ny);
-    if (xi1 >= a.hi) { xi_max = xi1 > xi_max ? xi1 : xi_max; return OUTCOME_HI; }
-    if (xi1 <= a.lo) return OUTCOME_LO;
-    if (v > 0.0) {
-      const U32x4 r = key(STREAM_AUX, 0u, path, st);
-      if (a.hi < INFINITY && uniform52(r.v[0], r.v[1]) < bridge_crossing(a.hi - xi, a.hi - xi1, v)) {
-        xi_max = a.hi;
-        return OUTCOME_HI;
-      }
-      if (a.lo > -INFINITY && uniform52(r.v[2], r.v[3]) < bridge_crossing(xi - a.lo, xi1 - a.lo, v))
-        return OUTCOME_LO;
-    }
+    bool th = false, tl = false;
+    if (v > 0.0) bridge_draws(a, key, path, st, xi, xi1, v, th, tl);
+    r = passage_decide(a, xi1, th, tl, steps, xi_max);
     xi = xi1;
-    xi_max = xi > xi_max ? xi : xi_max;
-    if (xi > a.level) return OUTCOME_LEVEL;
   }
-  return OUTCOME_MAX_STEPS;
+  return static_cast<int8_t>(r);
 }
 
 }  // namespace ms
