@@ -258,6 +258,12 @@ def validate(surrogate: Any, model: str, *, params: Mapping[str, float] | None =
         msm = msm_implied_timescales(dens.samples, edges=np.linspace(lo, hi, s.msm_bins + 1), lag=lag,
                                      dt=s.sample_every, k=1, seed=s.seed)
         its["full"], its["full_stderr"] = float(msm.timescales[0]), float(msm.stderr[0])
+        # implied timescale against the lag: an MSM is trusted where it has levelled off
+        lags = sorted({max(1, int(round(f * lag))) for f in (0.125, 0.25, 0.5, 1.0, 2.0)})
+        scan = [msm_implied_timescales(dens.samples, edges=np.linspace(lo, hi, s.msm_bins + 1), lag=q,
+                                       dt=s.sample_every, k=1, seed=s.seed, n_boot=100) for q in lags]
+        its["lag_scan"] = {"lag_time": [r.lag_time for r in scan], "timescale": [float(r.timescales[0]) for r in scan],
+                           "stderr": [float(r.stderr[0]) for r in scan]}
         meta["implied_timescale"] = its
         # rare event: reach the right well before falling back into the left one
         x_start = xl + s.ams_offset
@@ -447,6 +453,10 @@ def _assemble(sde, model, p, eps, s, limit, lo, hi, xq, rho, rho_members, dens: 
         ds["p_rare_uncertainty"] = (("source",), [r["full_stderr"], r["surrogate_spread"], 0.0])
         it = meta["implied_timescale"]
         ds["implied_timescale"] = (("source",), [it["full"], it["surrogate"], it.get("exact", np.nan)])
+        sc = it["lag_scan"]
+        ds = ds.assign_coords(msm_lag=("msm_lag", sc["lag_time"], {"units": "model time"}))
+        ds["msm_timescale"] = (("msm_lag",), sc["timescale"], {"long_name": "MSM slowest implied timescale (full system)"})
+        ds["msm_timescale_stderr"] = (("msm_lag",), sc["stderr"])
         if ams_full is not None:
             ds["ams_runs_full"] = (("ams_run",), ams_full.runs)
         if ams_sur is not None:
@@ -463,7 +473,7 @@ def _figures(report, sde, xq, rho, rho_members, dens, limit, estimates, meta, am
         import matplotlib.pyplot as plt
     except ImportError:  # plotting is optional
         return []
-    fig, ax = plt.subplots(2, 3, figsize=(13, 7))
+    fig, ax = plt.subplots(2, 4, figsize=(17, 7))
     a = ax[0, 0]
     a.bar(dens.centers, dens.density, width=np.diff(dens.edges), color="C0", alpha=0.35, label="full system (histogram)")
     a.errorbar(dens.centers, dens.density, yerr=2 * dens.stderr, fmt="none", ecolor="C0", lw=0.8)
@@ -527,8 +537,31 @@ def _figures(report, sde, xq, rho, rho_members, dens, limit, estimates, meta, am
             a.axhline(r["exact"], color="k", ls="--", label="exact committor")
         a.set(title="P(B before A): running AMS estimate", xlabel="independent runs", ylabel="probability")
         a.legend(fontsize=7)
+        a = ax[0, 3]
+        it = meta["implied_timescale"]
+        sc = it["lag_scan"]
+        a.errorbar(sc["lag_time"], sc["timescale"], yerr=1.96 * np.asarray(sc["stderr"]), fmt="s-", color="C0",
+                   ms=4, label="full system (MSM)")
+        a.axhline(it["surrogate"], color="C3", label="surrogate (spectral gap)")
+        a.axhspan(it["surrogate"] - 2 * it["surrogate_spread"], it["surrogate"] + 2 * it["surrogate_spread"],
+                  color="C3", alpha=0.2)
+        if "exact" in it:
+            a.axhline(it["exact"], color="k", ls="--", label="exact limit (spectral gap)")
+        a.set(title="slowest implied timescale vs MSM lag", xlabel="lag time", ylabel="timescale")
+        a.legend(fontsize=7)
+        a = ax[1, 3]
+        x = report.dataset["x"].values
+        for key, color, label in (("surrogate", "C3", "surrogate"), ("exact", "k", "exact limit")):
+            if f"density_{key}" in report.dataset:
+                r = report.dataset[f"density_{key}"].values
+                U = -np.log(np.maximum(r, 1e-300))
+                a.plot(x, U - U.min(), color=color, ls="-" if key == "surrogate" else "--", label=label)
+        for w in meta["wells"]:
+            a.axvline(w, color="0.5", ls=":", lw=0.8)
+        a.set(title="effective potential -log density (wells dotted)", xlabel="x", ylim=(-0.3, 8))
+        a.legend(fontsize=7)
     else:
-        for a in (ax[1, 1], ax[1, 2]):
+        for a in (ax[1, 1], ax[1, 2], ax[0, 3], ax[1, 3]):
             a.axis("off")
     fig.tight_layout()
     path = out / "validation.png"
