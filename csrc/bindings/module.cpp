@@ -263,7 +263,7 @@ bool frozen_impl(int model_id, const CArray<double>& params, double eps, const C
 py::dict passage_impl(int model_id, const CArray<double>& params, double eps, double dt, bool exact_ou,
                       uint64_t seed, py::array state, const CArray<uint32_t>& path_ids,
                       const CArray<double>& level, const CArray<double>& w, double lo, double hi,
-                      int64_t max_steps, bool bridge, int threads) {
+                      int64_t max_steps, bool bridge, int threads, int device) {
   ms::PassageSpec spec;
   spec.model_id = model_id;
   spec.params.assign(params.data(), params.data() + params.size());
@@ -298,7 +298,15 @@ py::dict passage_impl(int model_id, const CArray<double>& params, double eps, do
   spec.should_stop = ctrl_c_poll(signalled);
   {
     py::gil_scoped_release release;
-    ms::cpu::passage(spec, out);
+    if (device < 0) {
+      ms::cpu::passage(spec, out);
+    } else {
+#ifdef MULTISCALE_HAVE_CUDA
+      ms::cuda::passage(spec, out, device);
+#else
+      throw std::runtime_error("multiscale was built without CUDA kernels");
+#endif
+    }
   }
   if (signalled) throw py::error_already_set();
   py::dict d;

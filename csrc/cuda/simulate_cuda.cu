@@ -16,36 +16,12 @@
 #include "multiscale/integrators/euler_maruyama.h"
 #include "multiscale/status.h"
 #include "multiscale/view.h"
+#include "cuda_util.h"
 #include "simulate_cuda.h"
-
-#define MS_CUDA_CHECK(expr)                                                              \
-  do {                                                                                   \
-    cudaError_t err_ = (expr);                                                           \
-    if (err_ != cudaSuccess) {                                                           \
-      std::ostringstream os_;                                                            \
-      os_ << "CUDA error '" << cudaGetErrorString(err_) << "' at " << __FILE__ << ":"     \
-          << __LINE__ << " in " #expr;                                                   \
-      throw std::runtime_error(os_.str());                                               \
-    }                                                                                    \
-  } while (0)
 
 namespace ms::cuda {
 
 namespace {
-
-template <class T>
-struct DeviceArray {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit DeviceArray(size_t count) : n(count) {
-    if (count) MS_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T)));
-  }
-  ~DeviceArray() {
-    if (p) cudaFree(p);
-  }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-};
 
 struct KernelObs {
   const int* vars;
@@ -121,21 +97,7 @@ __global__ void advance_kernel(M m, StepCoef<Real> k, PhiloxKey key, int64_t n, 
     }
   };
 
-  if constexpr (M::kNX > 0 && M::kNY >= 0) {
-    constexpr int NX = M::kNX, NY = M::kNY > 0 ? M::kNY : 1;
-    Real x[NX], y[NY], xn[NX], yn[NY], f[NX], f0[NX], a[NX], g[NY], b[NY], z[NX + NY];
-    using V = View<Real, 1>;
-    const StepScratch<V> S{V{f}, V{f0}, V{a}, V{g}, V{b}, V{z}};
-    body(V{x}, V{y}, V{xn}, V{yn}, S);
-  } else {
-    // Runtime-sized model: scratch is [10 blocks][component][n], stride n (coalesced).
-    using V = View<Real, 0>;
-    const int64_t blk = static_cast<int64_t>(dim) * n;
-    Real* base = scratch + p;
-    auto at = [&](int j, int off) { return V{base + j * blk + static_cast<int64_t>(off) * n, n}; };
-    const StepScratch<V> S{at(2, 0), at(3, 0), at(4, 0), at(5, 0), at(6, 0), at(7, 0)};
-    body(at(0, 0), at(0, nx), at(1, 0), at(1, nx), S);
-  }
+  with_path_views(m, n, p, scratch, body);
   status[p] = st;
   fail_step[p] = fs;
 }

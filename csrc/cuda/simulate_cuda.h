@@ -19,6 +19,9 @@ RunResult simulate(const RunSpec& spec, const RunBuffers<Real>& out, int device)
 template <class Real>
 bool frozen_average(const FrozenSpec& spec, const FrozenBuffers<Real>& out, int device);
 
+// First-passage segments (see cpu/passage_cpu.h); returns true if should_stop() interrupted.
+bool passage(const PassageSpec& spec, const PassageBuffers& out, int device);
+
 // Path-steps throughput probe (no saves, no observables): returns seconds of kernel time.
 template <class Real>
 double time_kernel(const RunSpec& spec, int device);

@@ -128,7 +128,7 @@ def _t95(dof: int) -> float:
 
 def ams(system: Any, *, x0: Any, a: float, b: float, options: AMSOptions = AMSOptions(), y0: Any = None,
         params: Mapping[str, float] | None = None, eps: float | None = None, coordinate: Any = None,
-        seed: int = 0, member: int | None = None, threads: int | None = None) -> AMSResult:
+        seed: int = 0, member: int | None = None, threads: int | None = None, device: str = "cpu") -> AMSResult:
     """Probability that the reaction coordinate reaches ``b`` before ``a``, by AMS.
 
     Parameters
@@ -144,6 +144,8 @@ def ams(system: Any, *, x0: Any, a: float, b: float, options: AMSOptions = AMSOp
         The reaction coordinate (default: the first slow variable), linear in the state.
     seed : int
         Results are a function of (seed, options) only: not of threads.
+    device : {"cpu", "cuda", "cuda:N"}
+        Where full-system clones propagate (catalogue models only).
     """
     if not isinstance(options, AMSOptions):
         raise ValueError(f"options={options!r} must be a multiscale.validate.AMSOptions")
@@ -152,7 +154,8 @@ def ams(system: Any, *, x0: Any, a: float, b: float, options: AMSOptions = AMSOp
     if not (math.isfinite(a_v) and math.isfinite(b_v) and a_v < b_v):
         raise ValueError(f"a={a!r} and b={b!r} must be finite with a < b")
     seed = _int_arg("seed", seed, 0)
-    eng = make_engine(system, dt=o.dt, params=params, eps=eps, coordinate=coordinate, threads=threads, member=member)
+    eng = make_engine(system, dt=o.dt, params=params, eps=eps, coordinate=coordinate, threads=threads, member=member,
+                      device=device)
     R, N, k = o.n_runs, o.n_replicas, o.kill
     start = np.ascontiguousarray(eng.initial(x0, y0, 1)[0], float)
     xi0 = float(eng.xi(start[None])[0])

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import _core
+from .._device import parse_device
 from .._errors import SimulationError
 from ..models._catalog import ModelInfo, get_model
 from ..simulate._grid import check_positive
@@ -59,7 +60,7 @@ class _CompiledEngine:
     """Segments of a catalogue model in the compiled kernel."""
 
     def __init__(self, info: ModelInfo, params: Mapping[str, float] | None, eps: float | None, dt: float,
-                 coordinate: Any, threads: int | None, exact_ou: bool = True) -> None:
+                 coordinate: Any, threads: int | None, exact_ou: bool = True, device: str = "cpu") -> None:
         self.info = info
         self.params = info.resolve_params(params)
         if info.uses_eps:
@@ -76,6 +77,7 @@ class _CompiledEngine:
         self.threads = 0 if threads is None else _int_arg("threads", threads, 1)
         self.exact_ou = bool(exact_ou and info.exact_ou)
         self._p = np.asarray([self.params[k] for k in info.param_names], float)
+        self.device = parse_device(device)
         self.label = info.name
 
     def initial(self, x0: Any, y0: Any, n: int) -> np.ndarray:
@@ -90,7 +92,7 @@ class _CompiledEngine:
         """Advance ``states`` (n, dim) in place; returns (outcome, steps, xi_max), each (n,)."""
         r = _core.passage(self.info.id, self._p, self.eps, self.dt, self.exact_ou, int(seed), states,
                           np.ascontiguousarray(ids, np.uint32), np.ascontiguousarray(levels, float), self.w,
-                          float(lo), float(hi), int(max_steps), bool(bridge), self.threads)
+                          float(lo), float(hi), int(max_steps), bool(bridge), self.threads, self.device)
         return r["outcome"], r["steps"], r["xi_max"]
 
 
@@ -226,12 +228,15 @@ class _SurrogateEngine:
 
 
 def make_engine(system: Any, *, dt: float, params: Mapping[str, float] | None = None, eps: float | None = None,
-                coordinate: Any = None, threads: int | None = None, member: int | None = None):
+                coordinate: Any = None, threads: int | None = None, member: int | None = None,
+                device: str = "cpu"):
     """The segment propagator of a catalogue model (name or ModelInfo) or a learned EffectiveSDE."""
     if isinstance(system, (str, ModelInfo)):
         if member is not None:
             raise ValueError("member= applies to surrogates only")
-        return _CompiledEngine(get_model(system), params, eps, dt, coordinate, threads)
+        return _CompiledEngine(get_model(system), params, eps, dt, coordinate, threads, device=device)
+    if device != "cpu":
+        raise ValueError(f"device={device!r}: surrogate segments run on the CPU")
     if hasattr(system, "_step_coefficients") and hasattr(system, "members"):
         if params is not None or eps is not None:
             raise ValueError("params= and eps= apply to catalogue models only, not to a surrogate")
@@ -286,7 +291,8 @@ class PassageResult:
 def first_passage(system: Any, *, x0: Any, dt: float, n_paths: int, max_time: float, lo: float = -math.inf,
                   hi: float = math.inf, y0: Any = None, params: Mapping[str, float] | None = None,
                   eps: float | None = None, coordinate: Any = None, seed: int = 0, path_offset: int = 0,
-                  bridge: bool = True, member: int | None = None, threads: int | None = None) -> PassageResult:
+                  bridge: bool = True, member: int | None = None, threads: int | None = None,
+                  device: str = "cpu") -> PassageResult:
     """Run ``n_paths`` paths until the reaction coordinate leaves ``(lo, hi)``.
 
     Parameters
@@ -313,8 +319,11 @@ def first_passage(system: Any, *, x0: Any, dt: float, n_paths: int, max_time: fl
         misses excursions and exit probabilities are biased by O(sqrt(dt))).
     member : int, optional
         Surrogates only: one ensemble member instead of the ensemble mean.
+    device : {"cpu", "cuda", "cuda:N"}
+        Catalogue models only; the same noise and decisions on either.
     """
-    eng = make_engine(system, dt=dt, params=params, eps=eps, coordinate=coordinate, threads=threads, member=member)
+    eng = make_engine(system, dt=dt, params=params, eps=eps, coordinate=coordinate, threads=threads, member=member,
+                      device=device)
     lo_v, hi_v = _levels(lo, hi)
     n_paths = _int_arg("n_paths", n_paths, 1)
     seed = _int_arg("seed", seed, 0)
@@ -358,7 +367,7 @@ def mean_first_passage_time(system: Any, *, x0: float, target: float, dt: float,
                             max_time: float, y0: Any = None, params: Mapping[str, float] | None = None,
                             eps: float | None = None, coordinate: Any = None, seed: int = 0,
                             bridge: bool = True, member: int | None = None,
-                            threads: int | None = None) -> MFPTResult:
+                            threads: int | None = None, device: str = "cpu") -> MFPTResult:
     """MFPT of the coordinate from ``x0`` to the first hitting of ``target`` (either side).
 
     Every path must arrive within ``max_time``: censored paths would bias the mean low, so
@@ -374,7 +383,7 @@ def mean_first_passage_time(system: Any, *, x0: float, target: float, dt: float,
     lo, hi = (-math.inf, tf) if tf > xi0 else (tf, math.inf)
     res = first_passage(system, x0=x0, dt=dt, n_paths=n_paths, max_time=max_time, lo=lo, hi=hi, y0=y0,
                         params=params, eps=eps, coordinate=coordinate, seed=seed, bridge=bridge, member=member,
-                        threads=threads)
+                        threads=threads, device=device)
     bad = int(np.count_nonzero(res.outcome > HI))
     if bad:
         kinds = {OUTCOME_NAMES[k]: int(np.count_nonzero(res.outcome == k)) for k in (MAX_STEPS, NONFINITE)}
