@@ -34,7 +34,7 @@ CHILD = textwrap.dedent(
     print("ready", flush=True)
     t0 = time.perf_counter()
     try:
-        if sys.argv[1] == "passage":  # first passages that would take hours (barrier 25 kT)
+        if sys.argv[1] == "passage":  # first passages that would take hours (barrier 2 dU/sigma^2 = 12.5)
             from multiscale.validate import first_passage
             first_passage("double_well", params={"sigma": 0.2}, x0=-1.0, hi=1.0, dt=1e-3, n_paths=100_000,
                           max_time=1e6)
