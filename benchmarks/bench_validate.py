@@ -68,7 +68,6 @@ def main() -> None:
     p_exact = 1.7839662025e-06
     opts = AMSOptions(n_replicas=100, kill=5, n_runs=40, dt=1e-3)
     counted = {"steps": 0}
-    eng_run = None
     import multiscale.validate._passage as P
 
     orig = P._CompiledEngine.run
@@ -85,7 +84,6 @@ def main() -> None:
         t_ams = time.perf_counter() - t0
     finally:
         P._CompiledEngine.run = orig
-    del eng_run
     rel = r.stderr / r.probability
     mc = first_passage("ornstein_uhlenbeck", x0=0.1, lo=0.0, hi=5.0, dt=1e-3, n_paths=20000, max_time=100.0, seed=2,
                        threads=a.threads)

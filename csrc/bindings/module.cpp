@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "../cpu/average_cpu.h"
 #include "../cpu/passage_cpu.h"
@@ -87,6 +88,32 @@ std::function<bool()> ctrl_c_poll(bool& signalled) {
   };
 }
 
+// Runs cpu() on the CPU (device < 0) or gpu(device) on a CUDA device, with the GIL released, then
+// rethrows a Ctrl-C that ctrl_c_poll recorded. `gpu` is a generic lambda, so builds without CUDA
+// never instantiate it.
+template <class Cpu, class Gpu>
+auto on_device(int device, const bool& signalled, Cpu&& cpu, Gpu&& gpu) {
+  using R = decltype(cpu());
+  auto call = [&]() -> R {
+    py::gil_scoped_release release;
+    if (device < 0) return cpu();
+#ifdef MULTISCALE_HAVE_CUDA
+    return gpu(device);
+#else
+    (void)gpu;
+    throw std::runtime_error("multiscale was built without CUDA kernels");
+#endif
+  };
+  if constexpr (std::is_void_v<R>) {
+    call();
+    if (signalled) throw py::error_already_set();
+  } else {
+    R r = call();
+    if (signalled) throw py::error_already_set();
+    return r;
+  }
+}
+
 template <class Real>
 py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, double dt,
                        int64_t n_steps, uint64_t seed, uint64_t path_offset,
@@ -158,20 +185,9 @@ py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, d
   bool signalled = false;
   spec.should_stop = ctrl_c_poll(signalled);
 
-  ms::RunResult r;
-  {
-    py::gil_scoped_release release;
-    if (device < 0) {
-      r = ms::cpu::simulate<Real>(spec, out);
-    } else {
-#ifdef MULTISCALE_HAVE_CUDA
-      r = ms::cuda::simulate<Real>(spec, out, device);
-#else
-      throw std::runtime_error("multiscale was built without CUDA kernels");
-#endif
-    }
-  }
-  if (signalled) throw py::error_already_set();
+  const ms::RunResult r = on_device(
+      device, signalled, [&] { return ms::cpu::simulate<Real>(spec, out); },
+      [&](auto dev) { return ms::cuda::simulate<Real>(spec, out, dev); });
 
   py::dict d;
   d["final_state"] = state;
@@ -241,19 +257,9 @@ bool frozen_impl(int model_id, const CArray<double>& params, double eps, const C
   out.fail_step = inout<int64_t>(fail_step, {n}, "fail_step");
   bool signalled = false;
   spec.should_stop = ctrl_c_poll(signalled);
-  {
-    py::gil_scoped_release release;
-    if (device < 0) {
-      ms::cpu::frozen_average<Real>(spec, out);
-    } else {
-#ifdef MULTISCALE_HAVE_CUDA
-      ms::cuda::frozen_average<Real>(spec, out, device);
-#else
-      throw std::runtime_error("multiscale was built without CUDA kernels");
-#endif
-    }
-  }
-  if (signalled) throw py::error_already_set();
+  on_device(
+      device, signalled, [&] { ms::cpu::frozen_average<Real>(spec, out); },
+      [&](auto dev) { ms::cuda::frozen_average<Real>(spec, out, dev); });
   return false;
 }
 
@@ -296,19 +302,8 @@ py::dict passage_impl(int model_id, const CArray<double>& params, double eps, do
   out.xi_max = xi_max.mutable_data();
   bool signalled = false;
   spec.should_stop = ctrl_c_poll(signalled);
-  {
-    py::gil_scoped_release release;
-    if (device < 0) {
-      ms::cpu::passage(spec, out);
-    } else {
-#ifdef MULTISCALE_HAVE_CUDA
-      ms::cuda::passage(spec, out, device);
-#else
-      throw std::runtime_error("multiscale was built without CUDA kernels");
-#endif
-    }
-  }
-  if (signalled) throw py::error_already_set();
+  on_device(
+      device, signalled, [&] { ms::cpu::passage(spec, out); }, [&](auto dev) { ms::cuda::passage(spec, out, dev); });
   py::dict d;
   d["outcome"] = outcome;
   d["steps"] = steps;

@@ -248,7 +248,6 @@ def ams(system: Any, *, x0: Any, a: float, b: float, options: AMSOptions = AMSOp
     p = float(p_runs.mean())
     se = float(p_runs.std(ddof=1) / math.sqrt(R))
     h = _t95(R - 1) * se
-    name = system if isinstance(system, str) else getattr(system, "name", eng.label)
     return AMSResult(probability=p, stderr=se, ci=(max(p - h, 0.0), p + h), runs=p_runs, iterations=iters,
                      levels=[np.asarray(v) for v in levels], seconds=time.perf_counter() - t0, a=a_v, b=b_v,
-                     options=o, source=str(name) if isinstance(name, str) else eng.label)
+                     options=o, source=eng.label)

@@ -324,6 +324,11 @@ def first_passage(system: Any, *, x0: Any, dt: float, n_paths: int, max_time: fl
     """
     eng = make_engine(system, dt=dt, params=params, eps=eps, coordinate=coordinate, threads=threads, member=member,
                       device=device)
+    return _first_passage(eng, x0, y0, n_paths, max_time, lo, hi, seed, path_offset, bridge)
+
+
+def _first_passage(eng, x0: Any, y0: Any, n_paths: int, max_time: float, lo: float, hi: float, seed: int,
+                   path_offset: int, bridge: bool) -> PassageResult:
     lo_v, hi_v = _levels(lo, hi)
     n_paths = _int_arg("n_paths", n_paths, 1)
     seed = _int_arg("seed", seed, 0)
@@ -376,14 +381,13 @@ def mean_first_passage_time(system: Any, *, x0: float, target: float, dt: float,
     tf = float(target)
     if not math.isfinite(tf):
         raise ValueError(f"target={target!r} must be finite")
-    eng = make_engine(system, dt=dt, params=params, eps=eps, coordinate=coordinate, member=member)
+    eng = make_engine(system, dt=dt, params=params, eps=eps, coordinate=coordinate, threads=threads, member=member,
+                      device=device)
     xi0 = eng.xi(eng.initial(x0, y0, 1))[0]
     if xi0 == tf:
         raise ValueError(f"x0={x0!r} already lies on target={target!r}")
     lo, hi = (-math.inf, tf) if tf > xi0 else (tf, math.inf)
-    res = first_passage(system, x0=x0, dt=dt, n_paths=n_paths, max_time=max_time, lo=lo, hi=hi, y0=y0,
-                        params=params, eps=eps, coordinate=coordinate, seed=seed, bridge=bridge, member=member,
-                        threads=threads, device=device)
+    res = _first_passage(eng, x0, y0, n_paths, max_time, lo, hi, seed, 0, bridge)
     bad = int(np.count_nonzero(res.outcome > HI))
     if bad:
         kinds = {OUTCOME_NAMES[k]: int(np.count_nonzero(res.outcome == k)) for k in (MAX_STEPS, NONFINITE)}
@@ -392,6 +396,5 @@ def mean_first_passage_time(system: Any, *, x0: float, target: float, dt: float,
     t = res.time
     mean = float(t.mean())
     se = float(t.std(ddof=1) / math.sqrt(t.size)) if t.size > 1 else math.inf
-    name = system if isinstance(system, str) else getattr(system, "name", "surrogate")
     return MFPTResult(mean=mean, stderr=se, ci=(mean - _Z95 * se, mean + _Z95 * se), n_paths=int(t.size),
-                      source=str(name) if isinstance(name, str) else "surrogate", x0=float(xi0), target=tf, dt=float(dt))
+                      source=eng.label, x0=float(xi0), target=tf, dt=float(dt))

@@ -182,7 +182,6 @@ def validate(surrogate: Any, model: str, *, params: Mapping[str, float] | None =
     limit: ExactLimit | None = exact_limit(info.name, p)
     say = (lambda msg: print(f"  validate: {msg}", flush=True)) if progress else (lambda msg: None)
     t_start = time.perf_counter()
-    E = sde.members
 
     # Domain: the surrogate's data range (a neural drift is not trusted far outside it).
     lo, hi = float(sde.x_lo[0]), float(sde.x_hi[0])
