@@ -2,6 +2,8 @@
 of the ensemble (path_offset) or the number of repetitions."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -270,3 +272,89 @@ def test_concurrent_calls_from_python_threads():
         _assert_same(a, b)
         for name in OBS_NAMES:
             assert np.array_equal(a[name].values, b[name].values), name
+
+
+# ---------------------------------------------------------------------------------------------
+# continuing a run with step_offset
+
+CONTINUE = {
+    "fast_ou_linear": dict(BASE),
+    "tilted_double_well": MODELS["tilted_double_well"],
+    "lorenz96": MODELS["lorenz96"],  # runtime size: one path per SIMD block
+}
+
+
+def _continue(model, kw, split, n_paths, precision, **extra):
+    """The run of ``kw`` in one call and in two calls split at step ``split``."""
+    kw = dict(kw, seed=11, precision=precision, **extra)
+    dt = kw["dt"]
+    n_steps = round(kw.pop("t_end") / dt)
+    info = ms.get_model(model)
+    m, _ = info.dims(info.resolve_params(kw.get("params")))
+    whole = ms.simulate(model, t_end=n_steps * dt, n_paths=n_paths, threads=1, **kw)
+    first = ms.simulate(model, t_end=split * dt, n_paths=n_paths, threads=2, **kw)
+    final = first["final_state"].values
+    second = ms.simulate(model, t_end=(n_steps - split) * dt, n_paths=n_paths, threads=2,
+                         x0=final[:, :m], y0=final[:, m:], step_offset=split, **kw)
+    return whole, first, second
+
+
+@pytest.mark.parametrize("precision", [ms.Precision.FLOAT64, ms.Precision.FLOAT32], ids=["f64", "f32"])
+@pytest.mark.parametrize("model", sorted(CONTINUE))
+def test_continued_run_equals_single_run(model, precision):
+    kw = CONTINUE[model]
+    k = kw["save_every"]
+    whole, first, second = _continue(model, kw, 2 * k, 37, precision)
+    assert np.all(whole["status"].values == 0)
+    assert np.array_equal(second["final_state"].values, whole["final_state"].values)
+    # the second call saves its initial state, which is the first call's last save
+    traj = np.concatenate([first["trajectory"].values, second["trajectory"].values[:, 1:]], axis=1)
+    assert traj.dtype == whole["trajectory"].dtype
+    assert np.array_equal(traj, whole["trajectory"].values)
+    t = np.concatenate([first["time"].values, second["time"].values[1:]])
+    assert np.array_equal(t, whole["time"].values)
+    assert second.attrs["step_offset"] == 2 * k and second.attrs["t_start"] == 2 * k * kw["dt"]
+    _assert_same(second, ms.resimulate(second))  # continued runs re-simulate from their attrs
+
+
+def test_continued_run_observables_and_fail_step_are_global():
+    obs = ms.Observables(("x", "y"), window=0.1, histogram=ms.Histogram(20, -3, 3))
+    whole, _, second = _continue("fast_ou_linear", BASE, 200, N, ms.Precision.FLOAT64, observables=obs)
+    assert np.allclose(second["window_start"].values, [0.2, 0.3, 0.4])
+    for name in ("window_start", "window_end", *OBS_NAMES):
+        assert np.array_equal(second[name].values, whole[name].values[2:]), name
+    # paths that blow up after the split report the global failure step
+    kw = dict(params={"sigma": 0.4}, dt=0.1, n_paths=40, seed=3, x0=np.linspace(-10.0, 10.0, 40),
+              throw=False)
+    whole = ms.simulate("double_well", t_end=2.0, **kw)
+    first = ms.simulate("double_well", t_end=0.5, **kw)
+    live = first["status"].values == 0
+    second = ms.simulate("double_well", t_end=1.5, step_offset=5,
+                         **dict(kw, x0=first["final_state"].values[live], n_paths=int(live.sum())))
+    late = second["status"].values == 1
+    assert np.any(late) and np.all(second["fail_step"].values[late] >= 5)
+    assert np.array_equal(second["fail_step"].values, whole["fail_step"].values[live])
+    assert np.array_equal(second["status"].values, whole["status"].values[live])
+
+
+def test_step_offset_changes_the_noise():
+    a = _run(n_paths=20)
+    b = _run(n_paths=20, step_offset=1)
+    assert not np.any(a["final_state"].values == b["final_state"].values)
+    assert np.allclose(b["time"].values, a["time"].values + BASE["dt"])
+    f = dict(n_paths=20, precision=ms.Precision.FLOAT32)
+    assert not np.any(_run(**f)["final_state"].values == _run(**f, step_offset=2**40)["final_state"].values)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", True])
+def test_bad_step_offset_raises(bad):
+    with pytest.raises(ValueError, match=re.escape(f"step_offset={bad!r}")):
+        _run(n_paths=2, step_offset=bad)
+
+
+def test_step_offset_range():
+    n_steps = round(BASE["t_end"] / BASE["dt"])
+    last = _run(n_paths=2, step_offset=2**63 - 1 - n_steps)  # the last step keys 2**63 - 2
+    assert np.all(last["status"].values == 0)
+    with pytest.raises(ValueError, match=re.escape(f"step_offset + n_steps = {2**63} must be < 2**63")):
+        _run(n_paths=2, step_offset=2**63 - n_steps)

@@ -116,7 +116,7 @@ auto on_device(int device, const bool& signalled, Cpu&& cpu, Gpu&& gpu) {
 
 template <class Real>
 py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, double dt,
-                       int64_t n_steps, uint64_t seed, uint64_t path_offset,
+                       int64_t n_steps, uint64_t seed, uint64_t path_offset, uint64_t step_offset,
                        const py::array& x_init, const CArray<int64_t>& save_steps, bool exact_ou,
                        int threads, const CArray<int32_t>& obs_vars,
                        const CArray<double>& obs_shift, const CArray<int64_t>& window_edges,
@@ -133,6 +133,7 @@ py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, d
   const int64_t n = x0.shape(0);
   spec.n_paths = n;
   spec.path_offset = path_offset;
+  spec.step_offset = step_offset;
   spec.seed = seed;
   spec.eps = eps;
   spec.dt = dt;
@@ -158,6 +159,8 @@ py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, d
   if (n_steps < 0 || n <= 0) throw std::invalid_argument("n_steps >= 0 and n_paths > 0 required");
   if (path_offset + static_cast<uint64_t>(n) > (uint64_t(1) << 32))
     throw std::invalid_argument("global path index exceeds 2^32");
+  if (step_offset >= (uint64_t(1) << 63) - static_cast<uint64_t>(n_steps))
+    throw std::invalid_argument("global step index exceeds 2^63");
 
   const int nsave = static_cast<int>(spec.save_steps.size());
   const int nobs = spec.obs.n_obs(), nwin = spec.obs.n_windows();

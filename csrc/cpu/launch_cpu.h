@@ -73,10 +73,12 @@ struct SaveSink {
   int dim;
 };
 
+// Steps s in [s0, s1) of the call draw the noise of global step step0 + s (RunSpec::step_offset).
 template <bool ExactOU, class M, class Real, int W>
 void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block<Real, W>& B,
-                   uint32_t path0, int64_t p0, int64_t s0, int64_t s1, const ObservableSpec& obs,
-                   bool accumulate, int64_t* hist_thread, int nvalid, SaveSink<Real> save) {
+                   uint32_t path0, uint64_t step0, int64_t p0, int64_t s0, int64_t s1,
+                   const ObservableSpec& obs, bool accumulate, int64_t* hist_thread, int nvalid,
+                   SaveSink<Real> save) {
   using V = View<Real, W>;
   // Model, coefficients and key are taken by value: as locals they cannot alias the block
   // buffers, so the compiler keeps them in registers and the lane loop vectorises.
@@ -91,7 +93,7 @@ void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block
                              V{B.z + l}};
       const bool ok = em_step<ExactOU>(m, k, V{B.x + l}, V{B.y + l}, V{B.xn + l}, V{B.yn + l}, S,
                                        key, path0 + static_cast<uint32_t>(l),
-                                       static_cast<uint64_t>(s));
+                                       step0 + static_cast<uint64_t>(s));
       const bool live = B.st[l] == STATUS_OK;
       const bool commit = live & ok;
       for (int i = 0; i < nx; ++i) B.x[i * W + l] = commit ? B.xn[i * W + l] : B.x[i * W + l];
@@ -229,9 +231,11 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
         }
         const uint32_t path0 = static_cast<uint32_t>(spec.path_offset + p0);
         if (spec.exact_ou) {
-          advance_block<true>(m, k, key, B, path0, p0, s0, s1, obs, accumulate, hist_t, nvalid, sink);
+          advance_block<true>(m, k, key, B, path0, spec.step_offset, p0, s0, s1, obs, accumulate, hist_t,
+                              nvalid, sink);
         } else {
-          advance_block<false>(m, k, key, B, path0, p0, s0, s1, obs, accumulate, hist_t, nvalid, sink);
+          advance_block<false>(m, k, key, B, path0, spec.step_offset, p0, s0, s1, obs, accumulate, hist_t,
+                               nvalid, sink);
         }
         for (int l = 0; l < nvalid; ++l) {
           const int64_t p = p0 + l;

@@ -34,8 +34,8 @@ struct KernelObs {
 // state: [dim][n] (component-major). wsum: [nobs][n]. hist: [nobs][bins+2] (this window).
 template <bool ExactOU, class M, class Real>
 __global__ void advance_kernel(M m, StepCoef<Real> k, PhiloxKey key, int64_t n, uint64_t path_offset,
-                               int64_t s0, int64_t s1, Real* state, Real* scratch, int8_t* status,
-                               int64_t* fail_step, KernelObs obs, bool accumulate, double* wsum1,
+                               uint64_t step_offset, int64_t s0, int64_t s1, Real* state, Real* scratch,
+                               int8_t* status, int64_t* fail_step, KernelObs obs, bool accumulate, double* wsum1,
                                double* wsum2, int64_t* wcount, unsigned long long* hist, Real* save_out) {
   const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (p >= n) return;
@@ -54,7 +54,8 @@ __global__ void advance_kernel(M m, StepCoef<Real> k, PhiloxKey key, int64_t n, 
     }
     int64_t live_states = (accumulate && obs.nobs > 0) ? wcount[p] : 0;
     for (int64_t s = s0; s < s1 && st == STATUS_OK; ++s) {
-      const bool ok = em_step<ExactOU>(m, k, x, y, xn, yn, S, key, path, static_cast<uint64_t>(s));
+      const bool ok = em_step<ExactOU>(m, k, x, y, xn, yn, S, key, path,
+                                       step_offset + static_cast<uint64_t>(s));
       if (!ok) {
         st = STATUS_NONFINITE;
         fs = s;
@@ -178,10 +179,10 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
     const bool do_save = out.traj != nullptr && save_idx < nsave && spec.save_steps[save_idx] == s1;
     MS_CUDA_CHECK(cudaEventRecord(e0));
     if (spec.exact_ou) {
-      advance_kernel<true><<<grid, threads_per_block>>>(m, k, key, n, spec.path_offset, s0, s1, d_state.p,
+      advance_kernel<true><<<grid, threads_per_block>>>(m, k, key, n, spec.path_offset, spec.step_offset, s0, s1, d_state.p,
           d_scratch.p, d_status.p, d_fail.p, kobs, accumulate, d_w1.p, d_w2.p, d_wc.p, d_hist.p, do_save ? d_save.p : nullptr);
     } else {
-      advance_kernel<false><<<grid, threads_per_block>>>(m, k, key, n, spec.path_offset, s0, s1, d_state.p,
+      advance_kernel<false><<<grid, threads_per_block>>>(m, k, key, n, spec.path_offset, spec.step_offset, s0, s1, d_state.p,
           d_scratch.p, d_status.p, d_fail.p, kobs, accumulate, d_w1.p, d_w2.p, d_wc.p, d_hist.p, do_save ? d_save.p : nullptr);
     }
     MS_CUDA_CHECK(cudaGetLastError());

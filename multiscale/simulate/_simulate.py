@@ -90,6 +90,7 @@ def simulate(
     device: str = "cpu",
     threads: int | None = None,
     path_offset: int = 0,
+    step_offset: int = 0,
     throw: bool = True,
 ) -> xr.Dataset:
     """Simulate an ensemble of a catalogue fast/slow SDE in compiled kernels.
@@ -99,7 +100,7 @@ def simulate(
     model : str or ModelInfo
         Catalogue name (see ``multiscale.list_models()`` or ``multiscale models``).
     t_end : float
-        Final time (time units of the model); must be a multiple of ``dt``.
+        Duration of this call (time units of the model); must be a multiple of ``dt``.
     dt : float
         Time step (of the slow variables; the fast step in fast time is ``dt/eps`` or
         ``dt/eps**2`` depending on the model's scaling).
@@ -132,6 +133,14 @@ def simulate(
         Global index of the first path, for splitting one ensemble into chunks or ranks:
         ``simulate(..., n_paths=a, path_offset=0)`` and ``(..., n_paths=b, path_offset=a)``
         reproduce ``simulate(..., n_paths=a+b)`` exactly.
+    step_offset : int
+        Number of steps already taken by the run this call continues: the noise of step ``s``
+        is keyed by ``step_offset + s``, so ``simulate(t_end=T1)`` followed by
+        ``simulate(x0=..., y0=..., t_end=T-T1, step_offset=T1/dt)`` from its final state
+        reproduces ``simulate(t_end=T)`` bitwise. The ``time`` coordinate (and the observable
+        windows) and ``fail_step`` are global (shifted by ``step_offset*dt`` and
+        ``step_offset``); ``save_times`` and the ``Observables`` times count from the start of
+        this call.
     throw : bool
         Raise :class:`SimulationError` if any path fails (the dataset is attached);
         otherwise return it with the per-path ``status``.
@@ -162,6 +171,9 @@ def simulate(
     path_offset = _int_arg("path_offset", path_offset, 0)
     if path_offset + n_paths > 2**32:
         raise ValueError(f"path_offset + n_paths = {path_offset + n_paths} exceeds 2**32 paths")
+    step_offset = _int_arg("step_offset", step_offset, 0)
+    if step_offset + n_steps >= 2**63:
+        raise ValueError(f"step_offset + n_steps = {step_offset + n_steps} must be < 2**63")
     nthreads = 0 if threads is None else _int_arg("threads", threads, 1)
     if not isinstance(fast_step, FastStep):
         raise ValueError(f"fast_step={fast_step!r} must be a multiscale.FastStep")
@@ -187,10 +199,12 @@ def simulate(
 
     fn = _core.simulate_float64 if precision is Precision.FLOAT64 else _core.simulate_float32
     res = fn(info.id, np.asarray([p[k] for k in info.param_names], float), eps_v, dt, n_steps,
-             seed, path_offset, init, saves, exact_ou, nthreads, obs_vars, shift, edges, bins, lo, hi, dev)
+             seed, path_offset, step_offset, init, saves, exact_ou, nthreads, obs_vars, shift, edges,
+             bins, lo, hi, dev)
 
-    ds = _to_dataset(info, p, eps_v, dt, n_steps, seed, path_offset, n_paths, names, m, saves, res,
-                     save_fast, observables, obs_vars, edges, bins, lo, hi, exact_ou, precision, device)
+    ds = _to_dataset(info, p, eps_v, dt, n_steps, seed, path_offset, step_offset, n_paths, names, m,
+                     saves, res, save_fast, observables, obs_vars, edges, bins, lo, hi, exact_ou,
+                     precision, device)
     failed = int(np.count_nonzero(res["status"] != 0))
     if failed and throw:
         raise SimulationError(_failure_message(ds, failed), dataset=ds)
@@ -237,11 +251,14 @@ def observable_plan(observables: Observables | None, names: list[str], model: st
 
 
 def observable_variables(observables: Observables, edges: np.ndarray, dt: float, bins: int, lo: np.ndarray,
-                         hi: np.ndarray, res: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
-    """Coordinates and variables of the streaming statistics in a simulation dataset."""
+                         hi: np.ndarray, res: Mapping[str, np.ndarray],
+                         step_offset: int = 0) -> tuple[dict, dict]:
+    """Coordinates and variables of the streaming statistics in a simulation dataset; window
+    times are global (``edges`` count steps of this call, which starts at ``step_offset``)."""
+    t = (step_offset + edges) * dt
     coords: dict[str, Any] = {"observable": list(observables.variables),
-                              "window_start": ("window", edges[:-1] * dt, {"units": "model time"}),
-                              "window_end": ("window", edges[1:] * dt, {"units": "model time"})}
+                              "window_start": ("window", t[:-1], {"units": "model time"}),
+                              "window_end": ("window", t[1:], {"units": "model time"})}
     data_vars: dict[str, Any] = {
         "obs_mean": (("window", "observable"), res["obs_mean"],
                      {"long_name": "mean over the live path-states of the window"}),
@@ -281,15 +298,15 @@ def _failure_message(ds: xr.Dataset, failed: int) -> str:
             "pass throw=False to get it returned instead (a smaller dt usually helps with NONFINITE).")
 
 
-def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, n_paths, names, m, saves, res,
-                save_fast, observables, obs_vars, edges, bins, lo, hi, exact_ou, precision, device):
+def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, step_offset, n_paths, names, m, saves,
+                res, save_fast, observables, obs_vars, edges, bins, lo, hi, exact_ou, precision, device):
     realization = np.arange(path_offset, path_offset + n_paths, dtype=np.int64)
     data_vars: dict[str, Any] = {}
     coords: dict[str, Any] = {"realization": realization, "state_all": names}
     if len(saves):
         traj = res["trajectory"]
         keep = len(names) if save_fast else m
-        coords["time"] = ("time", saves * dt, {"units": "model time", "long_name": "time"})
+        coords["time"] = ("time", (step_offset + saves) * dt, {"units": "model time", "long_name": "time"})
         coords["state"] = names[:keep]
         data_vars["trajectory"] = (("realization", "time", "state"), traj[:, :, :keep],
                                    {"long_name": "state of each path at the saved times",
@@ -300,11 +317,12 @@ def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, n_paths, names, m,
     data_vars["status"] = (("realization",), res["status"],
                            {"long_name": "per-path status", "flag_values": np.arange(5, dtype=np.int8),
                             "flag_meanings": " ".join(STATUS_MEANINGS)})
-    data_vars["fail_step"] = (("realization",), res["fail_step"],
+    fail = res["fail_step"]  # local to the call; global like the time coordinate
+    data_vars["fail_step"] = (("realization",), np.where(fail >= 0, fail + step_offset, fail),
                               {"long_name": "step index at which the path failed (-1: none)",
                                "units": "steps"})
     if observables is not None:
-        c, v = observable_variables(observables, edges, dt, bins, lo, hi, res)
+        c, v = observable_variables(observables, edges, dt, bins, lo, hi, res, step_offset)
         coords.update(c)
         data_vars.update(v)
     bi = build_info()
@@ -318,7 +336,9 @@ def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, n_paths, names, m,
         "eps": float(eps) if info.uses_eps else float("nan"),
         "dt": float(dt),
         "n_steps": int(n_steps),
-        "t_end": float(n_steps * dt),
+        "t_end": float(n_steps * dt),  # duration of this call
+        "t_start": float(step_offset * dt),
+        "step_offset": int(step_offset),
         "n_paths": int(n_paths),
         "path_offset": int(path_offset),
         "seed": str(seed),  # up to 2**64 - 1: netCDF has no uint64 attribute everywhere
@@ -348,15 +368,18 @@ def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, n_paths, names, m,
 def resimulate(ds: xr.Dataset, **overrides: Any) -> xr.Dataset:
     """Run again the simulation that produced ``ds`` from its attributes alone.
 
-    The initial state is taken from ``trajectory`` at t=0 when it was saved (with the fast
-    components), else the model default; ``overrides`` replace any :func:`simulate` argument.
+    The initial state is taken from ``trajectory`` at the start of the call (t=0, or
+    ``t_start`` for a continued run) when it was saved with the fast components, else the
+    model default; ``overrides`` replace any :func:`simulate` argument.
     """
     a = ds.attrs
+    saves = json.loads(a["save_steps_json"])  # steps of the call: 0 is its initial state
     kwargs: dict[str, Any] = dict(
         params=json.loads(a["params_json"]),
         eps=None if math.isnan(a["eps"]) else a["eps"],
         t_end=a["t_end"], dt=a["dt"], n_paths=int(a["n_paths"]), seed=int(a["seed"]),
-        path_offset=int(a["path_offset"]), save_times=np.asarray(json.loads(a["save_steps_json"])) * a["dt"],
+        path_offset=int(a["path_offset"]), step_offset=int(a.get("step_offset", 0)),
+        save_times=np.asarray(saves) * a["dt"],
         save_fast=bool(a["save_fast"]),
         fast_step=FastStep(a["fast_step"]), precision=Precision(a["precision"]),
     )
@@ -367,7 +390,7 @@ def resimulate(ds: xr.Dataset, **overrides: Any) -> xr.Dataset:
         kwargs["observables"] = Observables(
             variables=tuple(obs["variables"]), window=obs["window"], start=obs["start"],
             shift=obs["shift"], histogram=None if h is None else Histogram(**h))
-    if "trajectory" in ds and float(ds["time"][0]) == 0.0 and bool(a["save_fast"]):
+    if "trajectory" in ds and saves and saves[0] == 0 and bool(a["save_fast"]):
         info = get_model(a["model"])
         m, _ = info.dims(kwargs["params"])
         init = ds["trajectory"].isel(time=0).values.astype(float)

@@ -27,6 +27,9 @@ struct RunSpec {
   std::vector<double> params;
   int64_t n_paths = 0;
   uint64_t path_offset = 0;  // global index of path 0 (chunked / distributed runs)
+  // Index of the first step of this call: a continued run keys its noise by the global step.
+  // Only the RNG key uses it; save steps, windows and fail_step stay local to the call.
+  uint64_t step_offset = 0;
   uint64_t seed = 0;
   double eps = 1.0;
   double dt = 0.0;
