@@ -1,5 +1,6 @@
 """Command-line interface: ``multiscale models``, ``multiscale simulate``, ``multiscale average``,
-``multiscale train``, ``multiscale validate``, ``multiscale run``, ``multiscale info``."""
+``multiscale train``, ``multiscale validate``, ``multiscale run``, ``multiscale campaign``,
+``multiscale info``."""
 from __future__ import annotations
 
 import argparse
@@ -109,7 +110,42 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--threads", type=int, default=None)
     v.add_argument("--out", required=True, help="output folder (report.md, validation.nc, validation.png)")
+
+    c = sub.add_parser("campaign", help="parameter sweeps on one process or MPI ranks (plan, run, merge, status)")
+    csub = c.add_subparsers(dest="campaign_command", required=True)
+    cp = csub.add_parser("plan", help="print the task list and cost estimate of a spec; runs nothing")
+    cp.add_argument("spec", help="campaign spec (TOML)")
+    cp.add_argument("--verbose", action="store_true", help="list every task")
+    cr = csub.add_parser("run", help="run or resume a campaign (under mpiexec/srun: every rank runs this)")
+    cr.add_argument("spec", help="campaign spec (TOML)")
+    cr.add_argument("--out", required=True, help="campaign folder (created; an existing one is resumed)")
+    cr.add_argument("--no-merge", action="store_true", help="leave merging to `campaign merge`")
+    cr.add_argument("--quiet", action="store_true", help="no progress lines")
+    cm = csub.add_parser("merge", help="merge a campaign folder's task results into campaign.nc")
+    cm.add_argument("folder")
+    cs = csub.add_parser("status", help="done, failed, checkpointed and pending tasks of a campaign folder")
+    cs.add_argument("folder")
+    cs.add_argument("--json", action="store_true", help="machine-readable output")
     return ap
+
+
+def _cmd_campaign(a: argparse.Namespace) -> int:
+    from . import campaign as cm
+
+    if a.campaign_command == "plan":
+        print(cm.format_plan(cm.load_spec(a.spec), verbose=a.verbose))
+        return 0
+    if a.campaign_command == "run":
+        path = cm.run_campaign(a.spec, a.out, progress=not a.quiet, merge=not a.no_merge)
+        if path is not None:
+            print(f"wrote {path}")
+        return 0
+    if a.campaign_command == "merge":
+        print(f"wrote {cm.merge_campaign(a.folder)}")
+        return 0
+    st = cm.campaign_status(a.folder)
+    print(json.dumps(st, indent=1) if a.json else cm.format_status(st))
+    return 0 if not st["failed"] else 1
 
 
 def _cmd_models() -> int:
@@ -278,6 +314,8 @@ def _cmd_validate(a: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .campaign._store import CampaignError
+
     ap = _parser()
     a = ap.parse_args(argv)
     try:
@@ -295,6 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(a)
         if a.command == "validate":
             return _cmd_validate(a)
+        if a.command == "campaign":
+            return _cmd_campaign(a)
+    except CampaignError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

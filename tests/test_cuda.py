@@ -175,6 +175,28 @@ def test_gpu_chunks_bitwise_equal_single_run(split):
         assert np.array_equal(joined, full[name].values), name
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", ["tilted_double_well", "lorenz96"])
+def test_gpu_continued_run_bitwise_equal_single_run(case):
+    """A run stopped at a save step and continued with step_offset reproduces the whole run;
+    the GPU continuation also matches the CPU one."""
+    _require_gpu()
+    split = 4 * SAVE_EVERY
+    dt = CASES[case]["dt"]
+    info = ms.get_model(CASES[case].get("model", case))
+    m, _ = info.dims(info.resolve_params(CASES[case].get("params")))
+    full = _run(case, "cuda")
+    a = _run(case, "cuda", t_end=split * dt)
+    x = a["final_state"].values
+    b = _run(case, "cuda", t_end=(N_STEPS - split) * dt, x0=x[:, :m], y0=x[:, m:], step_offset=split)
+    assert np.array_equal(b["final_state"].values, full["final_state"].values)
+    joined = np.concatenate([a["trajectory"].values, b["trajectory"].values[:, 1:]], axis=1)
+    assert np.array_equal(joined, full["trajectory"].values)
+    assert np.array_equal(np.concatenate([a["time"].values, b["time"].values[1:]]), full["time"].values)
+    cpu = _run(case, "cpu", t_end=(N_STEPS - split) * dt, x0=x[:, :m], y0=x[:, m:], step_offset=split)
+    _assert_close(cpu, b, RTOL64, ATOL64)
+
+
 @pytest.mark.parametrize("case", ["double_well", "tilted_double_well", "lorenz96"])
 def test_gpu_first_passages_match_cpu(case):
     """First passages with the bridge test: same noise and decisions as the CPU lanes. A last-bit
@@ -216,3 +238,31 @@ def test_first_passage_on_a_missing_device_raises():
 
     with pytest.raises((ValueError, ms.DeviceUnavailableError)):
         first_passage("double_well", x0=0.0, hi=1.0, dt=0.01, n_paths=2, max_time=1.0, device="cuda:7")
+
+
+@pytest.mark.cuda
+def test_gpu_campaign_device_auto(tmp_path):
+    """A campaign with device = "auto" runs its tasks on the GPU (one per rank; here rank 0 gets
+    cuda:0) and reproduces the CPU campaign to rounding, checkpointed segments included."""
+    _require_gpu()
+    from multiscale.campaign import load_spec, point_inputs, run_campaign
+    from multiscale.campaign._store import Store
+
+    doc = {"campaign": {"name": "gpu", "seed": 4, "model": "tilted_double_well", "device": "auto"},
+           "grid": {"eps": [0.05, 0.1]},
+           "simulate": {"t_end": 2.0, "dt": 1e-3, "n_paths": 3000, "paths_per_task": 1000, "save_every": 0.5,
+                        "checkpoint_seconds": 0.01},
+           "average": {"x_points": [-1.0, 0.0, 1.0], "time": 20.0, "replicas": 4, "batch": 2.0}}
+    results = {}
+    for device in ("auto", "cpu"):
+        doc["campaign"]["device"] = device
+        spec = load_spec(doc)
+        run_campaign(spec, tmp_path / device, progress=False, merge=False)
+        results[device] = [point_inputs(spec, Store(tmp_path / device), g, step)
+                           for g in spec.grid() for step in ("simulate", "average")]
+    for gpu, cpu in zip(results["auto"][::2], results["cpu"][::2]):
+        _assert_close(cpu, gpu, RTOL64, ATOL64)
+    for gpu, cpu in zip(results["auto"][1::2], results["cpu"][1::2]):
+        np.testing.assert_allclose(gpu["F"].values, cpu["F"].values, rtol=1e-9, atol=1e-12)
+    rec = (tmp_path / "auto" / "tasks" / "g00000.simulate.000000000-000001000.json").read_text()
+    assert '"device": "cuda:0"' in rec
