@@ -314,7 +314,11 @@ py::dict passage_impl(int model_id, const CArray<double>& params, double eps, do
   return d;
 }
 
-PYBIND11_MODULE(_core, m) {
+// A just-in-time build of a user model names its module (see multiscale/models/_jit.py).
+#ifndef MS_MODULE_NAME
+#define MS_MODULE_NAME _core
+#endif
+PYBIND11_MODULE(MS_MODULE_NAME, m) {
   m.doc() = "multiscale compiled kernels (internal; use the multiscale package API)";
   m.def("build_info", &build_info);
   m.def("model_dims", [](int id, const CArray<double>& params, double eps) {

@@ -5,6 +5,15 @@
 
 #include "models/catalog.h"
 
+// A just-in-time build for a user model (multiscale/models/_jit.py) includes its generated
+// header, which defines MS_USER_MODEL_LIST; the module then dispatches to that model only.
+#ifdef MS_USER_MODEL_HEADER
+#include MS_USER_MODEL_HEADER
+#define MS_ACTIVE_MODEL_LIST MS_USER_MODEL_LIST
+#else
+#define MS_ACTIVE_MODEL_LIST MS_MODEL_LIST
+#endif
+
 namespace ms {
 
 template <class Real, class Fn>
@@ -14,7 +23,7 @@ bool with_model(int id, const double* params, double eps, Fn&& fn) {
   case ID:                                                 \
     fn(T<Real>::from_params(params, eps));                 \
     return true;
-    MS_MODEL_LIST(MS_DISPATCH_CASE)
+    MS_ACTIVE_MODEL_LIST(MS_DISPATCH_CASE)
 #undef MS_DISPATCH_CASE
     default:
       return false;
