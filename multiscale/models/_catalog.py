@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -97,6 +97,8 @@ class ModelInfo:
     _names: Callable[[Mapping[str, float]], tuple[list[str], list[str]]]
     _initial: Callable[[Mapping[str, float]], tuple[np.ndarray, np.ndarray]]
     aliases: tuple[str, ...] = field(default=())
+    #: the compiled module holding this model (None: the built-in ``multiscale._core``)
+    core: Any = field(default=None, compare=False, repr=False)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -274,10 +276,17 @@ for _m in CATALOG:
         _BY_NAME[_a] = _m
 
 
-def get_model(name: str | ModelInfo) -> ModelInfo:
-    """Look up a catalogue model by name or alias (e.g. ``"fast_ou_linear"`` or ``"problem1a"``)."""
+def get_model(name: Any) -> ModelInfo:
+    """Look up a catalogue model by name or alias (e.g. ``"fast_ou_linear"`` or ``"problem1a"``),
+    or compile a user :class:`~multiscale.Model` (cached after the first use)."""
     if isinstance(name, ModelInfo):
         return name
+    from ._language import Model
+
+    if isinstance(name, Model):
+        from ._user import user_model_info
+
+        return user_model_info(name)
     try:
         return _BY_NAME[str(name).lower()]
     except KeyError:

@@ -90,7 +90,7 @@ class _CompiledEngine:
     def run(self, states: np.ndarray, ids: np.ndarray, levels: np.ndarray, lo: float, hi: float,
             max_steps: int, seed: int, bridge: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance ``states`` (n, dim) in place; returns (outcome, steps, xi_max), each (n,)."""
-        r = _core.passage(self.info.id, self._p, self.eps, self.dt, self.exact_ou, int(seed), states,
+        r = (self.info.core or _core).passage(self.info.id, self._p, self.eps, self.dt, self.exact_ou, int(seed), states,
                           np.ascontiguousarray(ids, np.uint32), np.ascontiguousarray(levels, float), self.w,
                           float(lo), float(hi), int(max_steps), bool(bridge), self.threads, self.device)
         return r["outcome"], r["steps"], r["xi_max"]

@@ -1,0 +1,240 @@
+"""C++ for a parsed user model: a model struct with the catalogue's interface
+(``csrc/include/multiscale/models/common.h``), compiled by :mod:`._jit`.
+
+Arithmetic is emitted in the IR's own order, fully parenthesised, so a model written like a
+catalogue model compiles to the same operations (and the same bits). Subexpressions of
+parameters only are evaluated once, in double, when the model is built from its parameters
+(as the catalogue does, e.g. Lorenz-96's h c / b); small integer powers are expanded into
+products left to right (x^3 -> (x*x)*x), as the catalogue writes them.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from ._language import (Binary, Call, Const, Eps, Equation, IdxBin, IdxNum, IdxParam, IdxVar, Model, Num,
+                        Param, ParsedModel, State, Sum, Unary)
+
+_FN = {"sin": "sin", "cos": "cos", "tan": "tan", "exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh",
+       "sinh": "sinh", "cosh": "cosh", "atan": "atan", "asin": "asin", "acos": "acos", "log1p": "log1p",
+       "expm1": "expm1", "erf": "erf", "abs": "fabs", "min": "fmin", "max": "fmax", "atan2": "atan2"}
+_OPS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def _lit(v: float) -> str:
+    return repr(float(v))
+
+
+def _param_only(e: Any) -> bool:
+    if isinstance(e, (Num, Param, Const, Eps)):
+        return True
+    if isinstance(e, Unary):
+        return _param_only(e.arg)
+    if isinstance(e, Binary):
+        return _param_only(e.left) and _param_only(e.right)
+    if isinstance(e, Call):
+        return all(_param_only(a) for a in e.args)
+    return False
+
+
+class _Gen:
+    def __init__(self, model: Model, parsed: ParsedModel) -> None:
+        self.model = model
+        self.p = parsed
+        self.params = list(model.param_names)
+        self.hoisted: list[str] = []     # double expressions of the hoisted members h0, h1, ...
+        self.hoist_ids: dict[str, int] = {}
+        # Models of scalars only get literal offsets: compile-time indices let the CPU lane
+        # loop vectorise across paths as for the catalogue's fixed-size models.
+        self.literal: dict[str, int] = {}
+        if all(not v.is_vector for v in parsed.slow + parsed.fast):
+            for group in (parsed.slow, parsed.fast):
+                for i, v in enumerate(group):
+                    self.literal[v.name] = i
+
+    # ----- double (host) expressions of parameters only, for from_params ------------------------
+    def dexpr(self, e: Any) -> str:
+        if isinstance(e, Num):
+            return _lit(e.value)
+        if isinstance(e, Param):
+            return f"p[{self.params.index(e.name)}]"
+        if isinstance(e, Const):
+            return _lit(e.value)
+        if isinstance(e, Eps):
+            return "eps"
+        if isinstance(e, Unary):
+            return f"(-{self.dexpr(e.arg)})"
+        if isinstance(e, Binary):
+            if e.op == "pow":
+                return self._pow(e, self.dexpr, "double", "std::pow")
+            return f"({self.dexpr(e.left)} {_OPS[e.op]} {self.dexpr(e.right)})"
+        if isinstance(e, Call):
+            return f"std::{_FN[e.fn]}({', '.join(self.dexpr(a) for a in e.args)})"
+        raise TypeError(type(e).__name__)
+
+    def hoist(self, e: Any) -> str:
+        d = self.dexpr(e)
+        if d not in self.hoist_ids:
+            self.hoist_ids[d] = len(self.hoisted)
+            self.hoisted.append(d)
+        return f"h{self.hoist_ids[d]}"
+
+    # ----- Real (device) expressions ----------------------------------------------------------
+    def idx(self, i: Any) -> str:
+        if isinstance(i, IdxNum):
+            return str(int(i.value))
+        if isinstance(i, IdxVar):
+            return i.name
+        if isinstance(i, IdxParam):
+            return f"i_{i.name}"
+        if isinstance(i, IdxBin):
+            a, b = self.idx(i.left), self.idx(i.right)
+            if i.op == "floordiv":
+                return f"floordiv({a}, {b})"
+            return f"({a} {_OPS[i.op]} {b})"
+        raise TypeError(type(i).__name__)
+
+    def state(self, s: State) -> str:
+        arr = "x" if s.kind == "slow" else "y"
+        if s.index is None:
+            return f"{arr}[{self.literal[s.name]}]" if s.name in self.literal else f"{arr}[off_{s.name}]"
+        return f"{arr}[off_{s.name} + wrap({self.idx(s.index)}, len_{s.name})]"
+
+    def rexpr(self, e: Any) -> str:
+        if isinstance(e, Param):
+            return f"p_{e.name}"
+        if _param_only(e):
+            if isinstance(e, Num):
+                return f"Real({_lit(e.value)})"
+            return self.hoist(e)
+        if isinstance(e, State):
+            return self.state(e)
+        if isinstance(e, IdxVar):
+            return f"Real({e.name})"
+        if isinstance(e, Unary):
+            return f"(-{self.rexpr(e.arg)})"
+        if isinstance(e, Binary):
+            if e.op == "pow":
+                return self._pow(e, self.rexpr, "Real", "pow")
+            return f"({self.rexpr(e.left)} {_OPS[e.op]} {self.rexpr(e.right)})"
+        if isinstance(e, Call):
+            return f"{_FN[e.fn]}({', '.join(self.rexpr(a) for a in e.args)})"
+        if isinstance(e, Sum):
+            return (f"[&] {{ Real s_ = Real(0); for (int {e.var} = {self.idx(e.lo)}; {e.var} < {self.idx(e.hi)}; "
+                    f"++{e.var}) s_ += {self.rexpr(e.body)}; return s_; }}()")
+        raise TypeError(type(e).__name__)
+
+    @staticmethod
+    def _pow(e: Binary, sub, real: str, fn: str) -> str:
+        r = e.right
+        if isinstance(r, Num) and float(r.value).is_integer() and -8 <= r.value <= 8:
+            n = int(r.value)
+            if n == 0:
+                return f"{real}(1)"
+            base = sub(e.left)
+            prod = base
+            for _ in range(abs(n) - 1):
+                prod = f"({prod} * {base})"
+            return prod if n > 0 else f"({real}(1) / {prod})"
+        return f"{fn}({sub(e.left)}, {sub(e.right)})"
+
+    def equations(self, eqs: tuple[Equation, ...], out: str) -> str:
+        lines = []
+        for q in eqs:
+            v = q.variable
+            if v.is_vector:
+                k = q.index
+                lines.append(f"    for (int {k} = 0; {k} < len_{v.name}; ++{k}) "
+                             f"{out}[off_{v.name} + {k}] = {self.rexpr(q.expr)};")
+            else:
+                at = self.literal.get(v.name, f"off_{v.name}")
+                lines.append(f"    {out}[{at}] = {self.rexpr(q.expr)};")
+        return "\n".join(lines)
+
+
+def struct_name(model: Model) -> str:
+    return "UserModel_" + re.sub(r"\W", "_", model.name) + "_" + model.source_hash()[:8]
+
+
+def generate_header(model: Model) -> str:
+    """The C++ header defining the model and ``MS_USER_MODEL_LIST`` (one entry, id 0)."""
+    parsed = model.parsed()
+    g = _Gen(model, parsed)
+    bodies = {
+        "slow_drift": g.equations(parsed.slow_drift, "f"),
+        "slow_drift0": g.equations(parsed.slow_drift0, "f0"),
+        "slow_noise": g.equations(parsed.slow_noise, "a"),
+        "fast_drift": g.equations(parsed.fast_drift, "g"),
+        "fast_noise": g.equations(parsed.fast_noise, "b"),
+    }
+    name = struct_name(model)
+    scaling = {"averaging": "kAveraging", "homogenization": "kHomogenization", "none": "kNone"}[
+        model.scaling.value]
+    variables = list(parsed.slow) + list(parsed.fast)
+    fixed = all(not v.is_vector for v in variables)
+    nx = len(parsed.slow) if fixed else -1
+    ny = len(parsed.fast) if fixed else -1
+    ints = sorted(set(parsed.integer_params))
+    members = [f"  Real p_{n};" for n in g.params] + [f"  int i_{n};" for n in ints]
+    members += [f"  Real h{i};" for i in range(len(g.hoisted))]
+    members += [f"  int off_{v.name}, len_{v.name};" for v in variables]
+    build = [f"    m.p_{n} = Real(p[{i}]);" for i, n in enumerate(g.params)]
+    build += [f"    m.i_{n} = static_cast<int>(p[{g.params.index(n)}]);" for n in ints]
+    build += [f"    m.h{i} = Real({d});" for i, d in enumerate(g.hoisted)]
+    for group, total in ((parsed.slow, "m.n_slow"), (parsed.fast, "m.n_fast")):
+        build.append(f"    {total} = 0;")
+        for v in group:
+            size = "1" if v.size is None else g.idx(v.size).replace("i_", "m.i_")
+            build.append(f"    m.off_{v.name} = {total}; m.len_{v.name} = {size}; {total} += {size};")
+    sig = "template <class V, class W>\n  MS_INLINE void"
+    unused = "    (void)x; (void)y;"
+    text = f"""// Generated by multiscale from the user model {model.name!r} (source hash {model.source_hash()[:16]}).
+#pragma once
+namespace ms {{
+template <class Real>
+struct {name} {{
+  static constexpr int kNX = {nx}, kNY = {ny}, kNumParams = {len(g.params)};
+  static constexpr Scaling kScaling = Scaling::{scaling};
+  static constexpr bool kOU = false;
+{chr(10).join(members)}
+  int n_slow, n_fast;
+  static {name} from_params(const double* p, double eps) {{
+    (void)p; (void)eps;
+    {name} m;
+{chr(10).join(build)}
+    return m;
+  }}
+  MS_INLINE int nx() const {{ return {nx if fixed else 'n_slow'}; }}
+  MS_INLINE int ny() const {{ return {ny if fixed else 'n_fast'}; }}
+  MS_INLINE static int wrap(int i, int n) {{ return ((i % n) + n) % n; }}
+  MS_INLINE static int floordiv(int a, int b) {{ return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }}
+  {sig} slow_drift(V x, V y, W f) const {{
+{unused}
+{bodies['slow_drift']}
+  }}
+  {sig} slow_drift0(V x, V y, W f0) const {{
+{unused}
+{bodies['slow_drift0']}
+  }}
+  {sig} slow_noise(V x, V y, W a) const {{
+{unused}
+{bodies['slow_noise']}
+  }}
+  {sig} fast_drift(V x, V y, W g) const {{
+{unused}
+{bodies['fast_drift']}
+  }}
+  {sig} fast_noise(V x, V y, W b) const {{
+{unused}
+{bodies['fast_noise']}
+  }}
+}};
+}}  // namespace ms
+#define MS_USER_MODEL_LIST(X) X(0, ::ms::{name})
+"""
+    return text
+
+
+def header_digest(model: Model) -> str:
+    return hashlib.sha256(generate_header(model).encode()).hexdigest()
