@@ -25,6 +25,10 @@ MODELS = {
                                     slow_noise={"x": "sqrt(2)"}, fast_noise={"y": "sqrt(2)"},
                                     params={"a0": 0.1, "lam": 1.5}, scaling="averaging", default_eps=0.03),
                            dict(eps=0.03, dt=1e-3), None),
+    "fast_ou_noise": (ms.Model("foun", slow={"x": "-x - x^3"}, slow_drift0={"x": "sqrt(1 + x^2)*y"},
+                               fast={"y": "-y"}, fast_noise={"y": "sqrt(2)"}, scaling="homogenization",
+                               default_eps=0.05),
+                      dict(eps=0.05, dt=2e-4), None),
     "lorenz96": (ms.Model("l96",
                           slow={"X[k]": "-X[k-1]*(X[k-2] - X[k+1]) - X[k] + F - (h*c/b)*sum(Y[k*J + j], j, 0, J)"},
                           fast={"Y[i]": "-c*b*Y[i+1]*(Y[i+2] - Y[i-1]) - c*Y[i] + (h*c/b)*X[i//J]"},
@@ -58,6 +62,18 @@ def test_user_model_bitwise_equals_catalogue(name):
     got = ms.simulate(model, **args)
     assert np.array_equal(ref["trajectory"].values, got["trajectory"].values)
     assert np.array_equal(ref["final_state"].values, got["final_state"].values)
+
+
+@pytest.mark.parametrize("name", ["fast_ou_linear", "fast_ou_noise"])
+def test_ou_fast_drift_gets_the_exact_ou_step(name):
+    """A fast drift written -(y - m(x)) or -y is recognised as OU: the default fast step is then
+    the exact OU transition, as for the catalogue model, and the paths are bitwise equal."""
+    model, kw, params = MODELS[name]
+    assert ms.get_model(model).exact_ou
+    args = dict(kw, t_end=200 * kw["dt"], n_paths=64, seed=9, save_every=50, x0=0.7, y0=0.2)
+    assert np.array_equal(ms.simulate(name, **args)["trajectory"].values,
+                          ms.simulate(model, **args)["trajectory"].values)
+    assert not ms.get_model(MODELS["tilted_double_well"][0]).exact_ou
 
 
 def _child(code: str) -> subprocess.CompletedProcess:

@@ -153,6 +153,56 @@ class _Gen:
         return "\n".join(lines)
 
 
+def _uses_fast(e: Any) -> bool:
+    if isinstance(e, State):
+        return e.kind == "fast"
+    if isinstance(e, Unary):
+        return _uses_fast(e.arg)
+    if isinstance(e, Binary):
+        return _uses_fast(e.left) or _uses_fast(e.right)
+    if isinstance(e, Call):
+        return any(_uses_fast(a) for a in e.args)
+    if isinstance(e, Sum):
+        return _uses_fast(e.body)
+    return False
+
+
+def ou_form(parsed: ParsedModel) -> tuple[Any, list[Any]] | None:
+    """(theta, [mu_j]) when every fast drift is -theta (y_j - mu_j(x)) with one parameter-only
+    theta and noise free of y, read off the IR's shape: ``-(y - m)``, ``-y``, ``m - y`` and
+    ``-T*(y - m)``; None otherwise (then the fast step is Euler)."""
+    if any(v.is_vector for v in parsed.fast) or not parsed.fast:
+        return None
+    if any(_uses_fast(q.expr) for q in parsed.fast_noise):
+        return None
+    theta, mus = None, []
+    for q in parsed.fast_drift:
+        y = q.variable.name
+
+        def is_y(n: Any) -> bool:
+            return isinstance(n, State) and n.kind == "fast" and n.name == y and n.index is None
+
+        e, t, mu = q.expr, Num(1), None
+        if isinstance(e, Unary) and isinstance(e.arg, Binary) and e.arg.op == "sub" and is_y(e.arg.left):
+            mu = e.arg.right                                   # -(y - m)
+        elif isinstance(e, Unary) and is_y(e.arg):
+            mu = Num(0)                                        # -y
+        elif isinstance(e, Binary) and e.op == "sub" and is_y(e.right):
+            mu = e.left                                        # m - y
+        elif isinstance(e, Binary) and e.op == "mul" and isinstance(e.right, Binary) and e.right.op == "sub":
+            if isinstance(e.left, Unary) and _param_only(e.left.arg) and is_y(e.right.left):
+                t, mu = e.left.arg, e.right.right              # -T*(y - m)
+            elif _param_only(e.left) and is_y(e.right.right):
+                t, mu = e.left, e.right.left                   # T*(m - y)
+        if mu is None:
+            return None
+        if _uses_fast(mu) or (theta is not None and theta != t):
+            return None
+        theta = t
+        mus.append(mu)
+    return theta, mus
+
+
 def struct_name(model: Model) -> str:
     return "UserModel_" + re.sub(r"\W", "_", model.name) + "_" + model.source_hash()[:8]
 
@@ -175,6 +225,16 @@ def generate_header(model: Model) -> str:
     fixed = all(not v.is_vector for v in variables)
     nx = len(parsed.slow) if fixed else -1
     ny = len(parsed.fast) if fixed else -1
+    ou = ou_form(parsed)
+    ou_text = ""
+    if ou is not None:
+        theta, mus = ou
+        t = "Real(1)" if isinstance(theta, Num) and theta.value == 1 else g.rexpr(theta)
+        means = "\n".join(f"    mu[{j}] = {g.rexpr(m) if not (isinstance(m, Num) and m.value == 0) else 'Real(0)'};"
+                          for j, m in enumerate(mus))
+        ou_text = (f"  MS_INLINE Real ou_theta() const {{ return {t}; }}\n"
+                   f"  template <class V, class W>\n  MS_INLINE void ou_mean(V x, W mu) const {{\n    (void)x;\n"
+                   f"{means}\n  }}\n")
     ints = sorted(set(parsed.integer_params))
     members = [f"  Real p_{n};" for n in g.params] + [f"  int i_{n};" for n in ints]
     members += [f"  Real h{i};" for i in range(len(g.hoisted))]
@@ -196,7 +256,7 @@ template <class Real>
 struct {name} {{
   static constexpr int kNX = {nx}, kNY = {ny}, kNumParams = {len(g.params)};
   static constexpr Scaling kScaling = Scaling::{scaling};
-  static constexpr bool kOU = false;
+  static constexpr bool kOU = {"true" if ou is not None else "false"};
 {chr(10).join(members)}
   int n_slow, n_fast;
   static {name} from_params(const double* p, double eps) {{
@@ -229,7 +289,7 @@ struct {name} {{
 {unused}
 {bodies['fast_noise']}
   }}
-}};
+{ou_text}}};
 }}  // namespace ms
 #define MS_USER_MODEL_LIST(X) X(0, ::ms::{name})
 """

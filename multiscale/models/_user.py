@@ -14,7 +14,7 @@ def user_model_info(model: Model) -> ModelInfo:
     key = model.source_hash()
     if key in _INFOS:
         return _INFOS[key]
-    from ._codegen import generate_header
+    from ._codegen import generate_header, ou_form
     from ._jit import build_module
 
     core = build_module(generate_header(model), label=f"model {model.name!r}")
@@ -23,7 +23,7 @@ def user_model_info(model: Model) -> ModelInfo:
         name=model.name, id=0, description=model.description or "user model", equations=eqs,
         scaling=model.scaling, params=tuple(Param(n, float(v), "") for n, v in model.params.items()),
         uses_eps=model.uses_eps, default_eps=model.default_eps, reference="user model",
-        exact_ou=False, _dims=model.dims, _names=model.state_names,
+        exact_ou=ou_form(model.parsed()) is not None, _dims=model.dims, _names=model.state_names,
         _initial=lambda p: tuple(np.zeros(d) for d in model.dims(p)), core=core)
     _INFOS[key] = info
     return info
