@@ -60,6 +60,31 @@ def _compiler() -> tuple[str, str]:
     return cxx, out.splitlines()[0] if out else cxx
 
 
+def _cuda_plan() -> dict | None:
+    """How to build the CUDA launchers too: where the installed package has CUDA kernels (or
+    ``MULTISCALE_JIT_CUDA=1``) and nvcc is found; None builds the CPU kernels only."""
+    from .._device import build_info
+
+    bi = build_info()
+    want = os.environ.get("MULTISCALE_JIT_CUDA", "auto")
+    if want == "0" or (want == "auto" and not bi["cuda_compiled"]):
+        return None
+    nvcc = shutil.which(os.environ.get("NVCC", "nvcc"))
+    if nvcc is None:
+        if want == "1":
+            raise ModelCompileError("MULTISCALE_JIT_CUDA=1 but nvcc was not found")
+        return None
+    archs = [a for a in (bi["cuda_architectures"] or "80,90").split(",") if a]
+    roots = [Path(r) for r in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")) if r]
+    roots += [Path(nvcc).resolve().parents[1], Path("/usr/local/cuda")]
+    lib = next((d for r in roots for d in (r / "lib64", r / "targets" / "x86_64-linux" / "lib")
+                if (d / "libcudart_static.a").is_file()), None)
+    if lib is None:
+        raise ModelCompileError(f"libcudart_static.a not found beside {nvcc}")
+    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return {"nvcc": nvcc, "archs": archs, "lib": str(lib), "version": version}
+
+
 def _key(header: str, compiler_id: str) -> str:
     import pybind11
 
@@ -67,7 +92,7 @@ def _key(header: str, compiler_id: str) -> str:
 
     h = hashlib.sha256()
     for part in (header, compiler_id, " ".join(_FLAGS), build_info()["version"], pybind11.__version__,
-                 sysconfig.get_config_var("EXT_SUFFIX") or "", _sources_digest()):
+                 sysconfig.get_config_var("EXT_SUFFIX") or "", _sources_digest(), json.dumps(_cuda_plan())):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
@@ -146,12 +171,25 @@ def _compile(header: str, cxx: str, compiler_id: str, name: str, key: str, lib: 
                   "-isystem", pybind11.get_include(), f'-DMS_USER_MODEL_HEADER="{hdr}"',
                   f"-DMS_MODULE_NAME={name}", '-DMULTISCALE_VERSION=""',
                   f'-DMULTISCALE_CXX_FLAGS="{" ".join(_FLAGS[:1] + _FLAGS[4:6])}"']
+        cuda = _cuda_plan()
+        if cuda is not None:
+            common.insert(1, "-DMULTISCALE_HAVE_CUDA")
+            common.append(f'-DMULTISCALE_CUDA_ARCHS="{",".join(cuda["archs"])}"')
         # The translation units compile in parallel; the link waits for all of them.
         procs = []
         for tu in _TUS:
             obj = tmpd / (Path(tu).stem + ".o")
             procs.append((tu, obj, subprocess.Popen([*common, "-c", str(src / tu), "-o", str(obj)],
                                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        if cuda is not None:  # the same model as device code, with the flags of the package build
+            gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in cuda["archs"]]
+            for tu in ("cuda/simulate_cuda.cu", "cuda/passage_cuda.cu"):
+                obj = tmpd / (Path(tu).stem + ".cu.o")
+                cmd = [cuda["nvcc"], "-std=c++17", "--expt-relaxed-constexpr", "-O3", "-Xcompiler=-fopenmp,-fPIC",
+                       *gencode, f"-I{src / 'include'}", f'-DMS_USER_MODEL_HEADER="{hdr}"', "-c", str(src / tu),
+                       "-o", str(obj)]
+                procs.append((tu, obj, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                         text=True)))
         errors = []
         for tu, _, p in procs:
             _, err = p.communicate()
@@ -162,6 +200,8 @@ def _compile(header: str, cxx: str, compiler_id: str, name: str, key: str, lib: 
         out = tmpd / lib.name
         link = [cxx, "-shared", "-fopenmp", *(str(o) for _, o, _ in procs), "-o", str(out),
                 "-Wl,--exclude-libs,ALL"]
+        if cuda is not None:
+            link += [f"-L{cuda['lib']}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
         r = subprocess.run(link, capture_output=True, text=True)
         if r.returncode != 0:
             raise ModelCompileError(f"{label}: linking failed:\n{r.stderr[-2000:]}")
@@ -170,6 +210,7 @@ def _compile(header: str, cxx: str, compiler_id: str, name: str, key: str, lib: 
         digest = _sha256(out)
         os.replace(out, lib)
     doc = {"key": key, "sha256": digest, "compiler": compiler_id, "flags": list(_FLAGS), "label": label,
+           "cuda": cuda,
            "seconds": round(time.perf_counter() - t0, 2), "python": sys.version.split()[0]}
     tmp_meta = meta.with_name(".build.json.tmp")
     tmp_meta.write_text(json.dumps(doc, indent=1))
