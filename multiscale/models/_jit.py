@@ -109,6 +109,12 @@ def _sources_digest() -> str:
     return h.hexdigest()
 
 
+def _version() -> str:
+    from .._device import build_info
+
+    return build_info()["version"]
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -169,7 +175,7 @@ def _compile(header: str, cxx: str, compiler_id: str, name: str, key: str, lib: 
         hdr.write_text(header)
         common = [cxx, *_FLAGS, f"-I{src / 'include'}", "-isystem", sysconfig.get_paths()["include"],
                   "-isystem", pybind11.get_include(), f'-DMS_USER_MODEL_HEADER="{hdr}"',
-                  f"-DMS_MODULE_NAME={name}", '-DMULTISCALE_VERSION=""',
+                  f"-DMS_MODULE_NAME={name}", f'-DMULTISCALE_VERSION="{_version()}"',
                   f'-DMULTISCALE_CXX_FLAGS="{" ".join(_FLAGS[:1] + _FLAGS[4:6])}"']
         cuda = _cuda_plan()
         if cuda is not None:
