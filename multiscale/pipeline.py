@@ -148,7 +148,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     if info.dims(p)[0] != 1:
         raise ValueError(f"model={c.model!r} has {info.dims(p)[0]} slow variables; the pipeline needs one")
     eps = c.eps if info.uses_eps else None
-    limit = exact_limit(info.name, p)
+    limit = exact_limit(info, p)
     say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
     t_all = time.perf_counter()
     stages: dict[str, float] = {}
@@ -160,7 +160,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     every = max(1, int(round(0.1 / c.dt)))
     steps = int(round(c.t_end / c.dt))
     every = every if steps % every == 0 else 1
-    ds = simulate(info.name, params=p, eps=eps, dt=c.dt, t_end=c.t_end, n_paths=c.n_paths, seed=c.seed,
+    ds = simulate(info, params=p, eps=eps, dt=c.dt, t_end=c.t_end, n_paths=c.n_paths, seed=c.seed,
                   save_every=every, save_fast=False, observables=Observables(("x",), start=c.t_end / 2),
                   threads=c.threads)
     save_dataset(ds, out / "simulation.nc")
@@ -172,7 +172,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     grid = np.linspace(lo, hi, int(n))
     say(f"[2/5] averaged drift and diffusion on {grid.size} points in [{lo}, {hi}]")
     t0 = time.perf_counter()
-    est = AveragingEstimator(c.averaging, seed=c.seed, threads=c.threads).fit(info.name, grid, params=p)
+    est = AveragingEstimator(c.averaging, seed=c.seed, threads=c.threads).fit(info, grid, params=p)
     avg = est.result_
     save_dataset(avg, out / "averaged.nc")
     stages["average"] = time.perf_counter() - t0
@@ -207,7 +207,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     t0 = time.perf_counter()
     vs = (ValidationSettings.quick if c.quick else ValidationSettings)(seed=c.seed, threads=c.threads, eps=eps,
                                                                        dt=c.dt)
-    rep = validate(sde, info.name, params=p, settings=vs, estimates=avg, out=out, progress=progress)
+    rep = validate(sde, info, params=p, settings=vs, estimates=avg, out=out, progress=progress)
     stages["validate"] = time.perf_counter() - t0
     checks.update(rep.checks)
 
