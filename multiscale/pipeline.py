@@ -97,19 +97,9 @@ class RunConfig:
     @classmethod
     def toml_table(cls, path: str | Path) -> dict:
         """The checked keyword arguments of a TOML file's ``[run]`` table."""
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            try:
-                import tomli as tomllib  # type: ignore[no-redef]
-            except ModuleNotFoundError:
-                raise ValueError("reading a TOML config needs Python >= 3.11 or `pip install tomli`") from None
-        try:
-            doc = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ValueError(f"config file {str(path)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"config file {str(path)!r}: {e}") from None
+        from ._toml import read_toml
+
+        doc = read_toml(path, "config file")
         extra = set(doc) - {"run"}
         if extra:
             raise ValueError(f"config {str(path)!r}: unknown table(s) {sorted(extra)}; expected [run]")

@@ -14,10 +14,7 @@ from ._store import MERGED, CampaignError, Store, atomic_write
 
 
 def _task_result(store: Store, spec: CampaignSpec, task) -> xr.Dataset:
-    ok, why = store.check_done(task.filename, spec.spec_hash)
-    if not ok:
-        raise CampaignError(f"task {task.id} is not done ({why}); run `multiscale campaign run` to finish it")
-    return store.read_result(task.filename)
+    return store.load_result(task.filename, spec.spec_hash, task.id)
 
 
 def point_inputs(spec: CampaignSpec, store: Store, point: GridPoint, step: str) -> xr.Dataset:

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .._toml import read_toml
 from ..averaging import AveragingOptions
 from ..models._catalog import get_model
 from ..simulate._grid import steps_of
@@ -169,7 +170,7 @@ class CampaignSpec:
     source: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     # ------------------------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def spec_hash(self) -> str:
         """SHA-256 of the parsed spec: everything that changes results, as numbers (``1`` and
         ``1.0`` hash alike), but not how it runs (device, threads, checkpoint interval)."""
@@ -309,24 +310,6 @@ class CampaignSpec:
 
 
 # ----------------------------------------------------------------------------------------------
-def _read_toml(path: str | Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise ValueError("reading a campaign spec needs Python >= 3.11 or `pip install tomli`") from None
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ValueError(f"campaign spec {str(path)!r} does not exist") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"campaign spec {str(path)!r}: {e}") from None
-
-
 def load_spec(spec: str | Path | Mapping[str, Any]) -> CampaignSpec:
     """Read and check a campaign spec from a TOML file (or an equivalent dict).
 
@@ -350,7 +333,7 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> CampaignSpec:
     CampaignSpecError
         Naming the key path of the first invalid entry.
     """
-    doc = _read_toml(spec) if isinstance(spec, (str, Path)) else json.loads(json.dumps(dict(spec)))
+    doc = read_toml(spec, "campaign spec") if isinstance(spec, (str, Path)) else json.loads(json.dumps(dict(spec)))
     _unknown(doc, {"campaign", "params", "grid", "simulate", "average", "train", "validate"}, "")
     for k, v in doc.items():
         if not isinstance(v, dict):
