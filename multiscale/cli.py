@@ -41,7 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="multiscale", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("models", help="list the model catalogue with parameters and defaults")
+    mo = sub.add_parser("models", help="list the model catalogue with parameters and defaults, or check a user "
+                                       "model file (parse, compile, describe)")
+    mo.add_argument("--model-file", default=None, metavar="TOML",
+                    help="a user model written in the model language: parse it, compile it (or load it from "
+                         "the cache) and describe it")
     sub.add_parser("info", help="print build information (compiler, OpenMP, CUDA, devices)")
 
     s = sub.add_parser("simulate", help="simulate an ensemble and write a netCDF4/HDF5 file")
@@ -164,9 +168,12 @@ def _cmd_campaign(a: argparse.Namespace) -> int:
     return 0 if not st["failed"] else 1
 
 
-def _cmd_models() -> int:
-    from .models import list_models
+def _cmd_models(a: argparse.Namespace) -> int:
+    from .models import get_model, list_models
 
+    if a.model_file:
+        print(get_model(_model(a)).summary())
+        return 0
     for info in list_models():
         print(info.summary())
         print()
@@ -336,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         if a.command == "models":
-            return _cmd_models()
+            return _cmd_models(a)
         if a.command == "info":
             return _cmd_info()
         if a.command == "simulate":

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -125,6 +125,15 @@ class RunConfig:
         return table
 
 
+def _config_json(c: RunConfig) -> dict:
+    """The config as JSON; a user model as its definition (a Model does not deep-copy)."""
+    out = {}
+    for f in fields(c):
+        v = getattr(c, f.name)
+        out[f.name] = v.to_dict() if hasattr(v, "to_dict") and hasattr(v, "source_hash") else v
+    return json.loads(json.dumps(out, default=str))
+
+
 def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = True) -> int:
     """Run the pipeline; returns a process exit code (0: every check passed)."""
     from .surrogate import EffectiveSDEEstimator, SurrogateOptions, save_surrogate
@@ -214,7 +223,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
                "seconds": total, "stage_seconds": stages, "path_steps_per_second": path_steps,
                "estimates": est_summary, "surrogate": sur_summary, "c_api_max_relative_difference": export_check,
                "checks": checks, "all_checks_passed": all(checks.values()),
-               "config": json.loads(json.dumps(asdict(c), default=str))}
+               "config": _config_json(c)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     lines = [f"multiscale run: {info.name} ({', '.join(f'{k}={v:g}' for k, v in p.items())}), eps={eps}, "
              f"{total:.0f} s on {c.threads or 'all'} threads "

@@ -10,6 +10,7 @@ products left to right (x^3 -> (x*x)*x), as the catalogue writes them.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -18,7 +19,7 @@ from ._language import (Binary, Call, Const, Eps, Equation, IdxBin, IdxNum, IdxP
 
 _FN = {"sin": "sin", "cos": "cos", "tan": "tan", "exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh",
        "sinh": "sinh", "cosh": "cosh", "atan": "atan", "asin": "asin", "acos": "acos", "log1p": "log1p",
-       "expm1": "expm1", "erf": "erf", "abs": "fabs", "min": "fmin", "max": "fmax", "atan2": "atan2"}
+       "expm1": "expm1", "erf": "erf", "sin2pi": "sin_2pi", "cos2pi": "cos_2pi", "abs": "fabs", "min": "fmin", "max": "fmax", "atan2": "atan2"}
 _OPS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
 
@@ -45,6 +46,11 @@ class _Gen:
         self.params = list(model.param_names)
         self.hoisted: list[str] = []     # double expressions of the hoisted members h0, h1, ...
         self.hoist_ids: dict[str, int] = {}
+        self.sizes = {v.name: v.size for v in parsed.slow + parsed.fast}
+        # While generating the interior of a ring loop: (loop variable, its length's C++ text);
+        # accesses var + c to variables of that length then need no wrap (offsets collected).
+        self.interior: tuple[str, str] | None = None
+        self.offsets: list[int] = []
         # Models of scalars only get literal offsets: compile-time indices let the CPU lane
         # loop vectorise across paths as for the catalogue's fixed-size models.
         self.literal: dict[str, int] = {}
@@ -70,7 +76,8 @@ class _Gen:
                 return self._pow(e, self.dexpr, "double", "std::pow")
             return f"({self.dexpr(e.left)} {_OPS[e.op]} {self.dexpr(e.right)})"
         if isinstance(e, Call):
-            return f"std::{_FN[e.fn]}({', '.join(self.dexpr(a) for a in e.args)})"
+            fn = _FN[e.fn] if e.fn in ("sin2pi", "cos2pi") else "std::" + _FN[e.fn]
+            return f"{fn}({', '.join(self.dexpr(a) for a in e.args)})"
         raise TypeError(type(e).__name__)
 
     def hoist(self, e: Any) -> str:
@@ -85,7 +92,7 @@ class _Gen:
         if isinstance(i, IdxNum):
             return str(int(i.value))
         if isinstance(i, IdxVar):
-            return i.name
+            return f"v_{i.name}"
         if isinstance(i, IdxParam):
             return f"i_{i.name}"
         if isinstance(i, IdxBin):
@@ -97,6 +104,12 @@ class _Gen:
 
     def state(self, s: State) -> str:
         arr = "x" if s.kind == "slow" else "y"
+        if s.index is not None and self.interior is not None:
+            var, length = self.interior
+            c = _affine(s.index, var)
+            if c is not None and self.idx(self.sizes[s.name]) == length:
+                self.offsets.append(c)
+                return f"{arr}[off_{s.name} + {self.idx(s.index)}]"
         if s.index is None:
             return f"{arr}[{self.literal[s.name]}]" if s.name in self.literal else f"{arr}[off_{s.name}]"
         return f"{arr}[off_{s.name} + wrap({self.idx(s.index)}, len_{s.name})]"
@@ -111,7 +124,7 @@ class _Gen:
         if isinstance(e, State):
             return self.state(e)
         if isinstance(e, IdxVar):
-            return f"Real({e.name})"
+            return f"Real(v_{e.name})"
         if isinstance(e, Unary):
             return f"(-{self.rexpr(e.arg)})"
         if isinstance(e, Binary):
@@ -121,8 +134,9 @@ class _Gen:
         if isinstance(e, Call):
             return f"{_FN[e.fn]}({', '.join(self.rexpr(a) for a in e.args)})"
         if isinstance(e, Sum):
-            return (f"[&] {{ Real s_ = Real(0); for (int {e.var} = {self.idx(e.lo)}; {e.var} < {self.idx(e.hi)}; "
-                    f"++{e.var}) s_ += {self.rexpr(e.body)}; return s_; }}()")
+            v = f"v_{e.var}"
+            return (f"[&] {{ Real s_ = Real(0); for (int {v} = {self.idx(e.lo)}; {v} < {self.idx(e.hi)}; "
+                    f"++{v}) s_ += {self.rexpr(e.body)}; return s_; }}()")
         raise TypeError(type(e).__name__)
 
     @staticmethod
@@ -143,14 +157,51 @@ class _Gen:
         lines = []
         for q in eqs:
             v = q.variable
+            # The comment names the user's field and expression: compile errors are mapped back
+            # through it (:func:`._jit._first_errors`).
+            lines.append(f"    {MODEL_COMMENT}{_comment(q.label)}: {_comment(q.text)}")
             if v.is_vector:
-                k = q.index
-                lines.append(f"    for (int {k} = 0; {k} < len_{v.name}; ++{k}) "
-                             f"{out}[off_{v.name} + {k}] = {self.rexpr(q.expr)};")
+                k = f"v_{q.index}"
+                wrapped = self.rexpr(q.expr)
+                self.interior, self.offsets = (q.index, self.idx(v.size)), []
+                inner = self.rexpr(q.expr)
+                self.interior = None
+                at = f"{out}[off_{v.name} + {k}]"
+                if inner == wrapped:
+                    lines.append(f"    for (int {k} = 0; {k} < len_{v.name}; ++{k}) {at} = {wrapped};")
+                else:
+                    # Ring ends with periodic wrapping, the interior with plain affine indices
+                    # (no branches: the loop vectorises over components, as the catalogue's).
+                    lo, hi = max(0, -min(self.offsets)), max(0, max(self.offsets))
+                    n = f"len_{v.name}"
+                    lines.append(f"    {{\n      const int lo_ = {lo} < {n} ? {lo} : {n};\n"
+                                 f"      const int hi_ = {n} - {hi} > lo_ ? {n} - {hi} : lo_;\n"
+                                 f"      for (int {k} = 0; {k} < lo_; ++{k}) {at} = {wrapped};\n"
+                                 f"      for (int {k} = lo_; {k} < hi_; ++{k}) {at} = {inner};\n"
+                                 f"      for (int {k} = hi_; {k} < {n}; ++{k}) {at} = {wrapped};\n    }}")
             else:
                 at = self.literal.get(v.name, f"off_{v.name}")
                 lines.append(f"    {out}[{at}] = {self.rexpr(q.expr)};")
         return "\n".join(lines)
+
+
+#: Marks the line naming the user's expression above each generated equation.
+MODEL_COMMENT = "// model "
+
+
+def _comment(text: str) -> str:
+    """Text safe inside a one-line comment (no line breaks or backslash continuations)."""
+    return "".join(ch if " " <= ch <= "~" and ch != "\\" else "?" for ch in text)
+
+
+def _affine(i: Any, var: str) -> int | None:
+    """c when the index is ``var + c`` (or ``var - c``, ``var``), else None."""
+    if isinstance(i, IdxVar) and i.name == var:
+        return 0
+    if (isinstance(i, IdxBin) and i.op in ("add", "sub") and isinstance(i.left, IdxVar) and i.left.name == var
+            and isinstance(i.right, IdxNum)):
+        return int(i.right.value) * (1 if i.op == "add" else -1)
+    return None
 
 
 def _uses_fast(e: Any) -> bool:
@@ -203,8 +254,17 @@ def ou_form(parsed: ParsedModel) -> tuple[Any, list[Any]] | None:
     return theta, mus
 
 
+def dynamics_hash(model: Model) -> str:
+    """SHA-256 of what the generated code depends on: not the description or the known facts
+    (potential, fast density), so models differing only there share one compiled module."""
+    d = model.to_dict()
+    for k in ("description", "potential", "fast_invariant_density"):
+        d.pop(k, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def struct_name(model: Model) -> str:
-    return "UserModel_" + re.sub(r"\W", "_", model.name) + "_" + model.source_hash()[:8]
+    return "UserModel_" + re.sub(r"\W", "_", model.name) + "_" + dynamics_hash(model)[:8]
 
 
 def generate_header(model: Model) -> str:
@@ -235,6 +295,14 @@ def generate_header(model: Model) -> str:
         ou_text = (f"  MS_INLINE Real ou_theta() const {{ return {t}; }}\n"
                    f"  template <class V, class W>\n  MS_INLINE void ou_mean(V x, W mu) const {{\n    (void)x;\n"
                    f"{means}\n  }}\n")
+    noise = parsed.slow_noise + parsed.fast_noise
+    noisy = ""
+    if not fixed and noise and all(_param_only(q.expr) for q in noise):
+        # Runtime-sized models with constant noise amplitudes: with all of them zero the kernels
+        # draw no normals (as the catalogue's Lorenz-96 does); the paths are the same either way.
+        # Not for fixed-size models: the branch would stop the SIMD lane loop vectorising.
+        terms = " || ".join(f"{g.rexpr(q.expr)} != Real(0)" for q in noise)
+        noisy = f"  MS_INLINE bool noisy() const {{ return {terms}; }}\n"
     ints = sorted(set(parsed.integer_params))
     members = [f"  Real p_{n};" for n in g.params] + [f"  int i_{n};" for n in ints]
     members += [f"  Real h{i};" for i in range(len(g.hoisted))]
@@ -249,7 +317,7 @@ def generate_header(model: Model) -> str:
             build.append(f"    m.off_{v.name} = {total}; m.len_{v.name} = {size}; {total} += {size};")
     sig = "template <class V, class W>\n  MS_INLINE void"
     unused = "    (void)x; (void)y;"
-    text = f"""// Generated by multiscale from the user model {model.name!r} (source hash {model.source_hash()[:16]}).
+    text = f"""// Generated by multiscale from the user model {model.name!r} (dynamics hash {dynamics_hash(model)[:16]}).
 #pragma once
 namespace ms {{
 template <class Real>
@@ -267,8 +335,13 @@ struct {name} {{
   }}
   MS_INLINE int nx() const {{ return {nx if fixed else 'n_slow'}; }}
   MS_INLINE int ny() const {{ return {ny if fixed else 'n_fast'}; }}
-  MS_INLINE static int wrap(int i, int n) {{ return ((i % n) + n) % n; }}
-  MS_INLINE static int floordiv(int a, int b) {{ return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }}
+  // Periodic index: one predictable comparison in the common in-range case.
+  MS_INLINE static int wrap(int i, int n) {{
+    return static_cast<unsigned>(i) < static_cast<unsigned>(n) ? i : ((i % n) + n) % n;
+  }}
+  MS_INLINE static int floordiv(int a, int b) {{
+    return (a >= 0 && b > 0) ? a / b : a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
+  }}
   {sig} slow_drift(V x, V y, W f) const {{
 {unused}
 {bodies['slow_drift']}
@@ -289,7 +362,7 @@ struct {name} {{
 {unused}
 {bodies['fast_noise']}
   }}
-{ou_text}}};
+{ou_text}{noisy}}};
 }}  // namespace ms
 #define MS_USER_MODEL_LIST(X) X(0, ::ms::{name})
 """

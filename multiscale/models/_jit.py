@@ -15,6 +15,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,8 +26,8 @@ from pathlib import Path
 from types import ModuleType
 
 _TUS = ("bindings/module.cpp", "cpu/simulate_cpu.cpp", "cpu/average_cpu.cpp", "cpu/passage_cpu.cpp")
-_FLAGS = ("-O3", "-DNDEBUG", "-std=gnu++17", "-fPIC", "-fno-math-errno", "-march=native", "-fopenmp",
-          "-fvisibility=hidden")
+_FLAGS = ("-O3", "-DNDEBUG", "-std=gnu++17", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-march=native",
+          "-fopenmp", "-fvisibility=hidden")
 _LOADED: dict[str, ModuleType] = {}
 
 
@@ -176,7 +177,7 @@ def _compile(header: str, cxx: str, compiler_id: str, name: str, key: str, lib: 
         common = [cxx, *_FLAGS, f"-I{src / 'include'}", "-isystem", sysconfig.get_paths()["include"],
                   "-isystem", pybind11.get_include(), f'-DMS_USER_MODEL_HEADER="{hdr}"',
                   f"-DMS_MODULE_NAME={name}", f'-DMULTISCALE_VERSION="{_version()}"',
-                  f'-DMULTISCALE_CXX_FLAGS="{" ".join(_FLAGS[:1] + _FLAGS[4:6])}"']
+                  f'-DMULTISCALE_CXX_FLAGS="{" ".join(_FLAGS[:1] + _FLAGS[4:7])}"']
         cuda = _cuda_plan()
         if cuda is not None:
             common.insert(1, "-DMULTISCALE_HAVE_CUDA")
@@ -226,9 +227,28 @@ def _compile(header: str, cxx: str, compiler_id: str, name: str, key: str, lib: 
 
 
 def _first_errors(stderr: str, header: Path, limit: int = 12) -> str:
-    lines = [ln.replace(str(header), "<model>") for ln in stderr.splitlines() if "error" in ln or "<model>" in ln
-             or str(header) in ln]
-    return "\n".join(lines[:limit]) or stderr[-2000:]
+    """The compiler's first errors; an error in the generated model is reported with the user's
+    field and expression (the ``// model`` comment above the generated line) and that line."""
+    from ._codegen import MODEL_COMMENT
+
+    try:
+        gen = header.read_text().splitlines()
+    except OSError:
+        gen = []
+    out: list[str] = []
+    for ln in stderr.splitlines():
+        if str(header) not in ln and "error" not in ln:
+            continue
+        m = re.match(re.escape(str(header)) + r":(\d+):(?:\d+:)?\s*(.*)", ln)
+        if m and 0 < int(m.group(1)) <= len(gen):
+            n = int(m.group(1))
+            where = next((gen[i].strip()[len(MODEL_COMMENT):] for i in range(n - 1, -1, -1)
+                          if gen[i].strip().startswith(MODEL_COMMENT)), None)
+            if where is not None and "error" in m.group(2):
+                out.append(f"in {where}\n  {m.group(2)}\n  generated line {n}: {gen[n - 1].strip()}")
+                continue
+        out.append(ln.replace(str(header), "<model>"))
+    return "\n".join(out[:limit]) or stderr[-2000:]
 
 
 def clear_cache() -> int:

@@ -51,11 +51,13 @@ MAX_NAME_LENGTH = 64
 LANGUAGE_VERSION = 1
 
 #: Callable functions and their number of arguments. ``pow(a, b)`` parses to ``a ** b``;
-#: ``min``/``max`` propagate NaN (like ``np.minimum``); ``atan2(y, x)`` as in C.
+#: ``min``/``max`` propagate NaN (like ``np.minimum``); ``atan2(y, x)`` as in C;
+#: ``sin2pi(t)``/``cos2pi(t)`` are sin(2 pi t)/cos(2 pi t) with the period reduced exactly first
+#: (t - floor(t)), accurate for the large arguments of fast periodic potentials (x/eps).
 FUNCTIONS: Mapping[str, int] = types.MappingProxyType({
     "sin": 1, "cos": 1, "tan": 1, "exp": 1, "log": 1, "sqrt": 1, "tanh": 1, "abs": 1,
     "sinh": 1, "cosh": 1, "atan": 1, "asin": 1, "acos": 1, "log1p": 1, "expm1": 1, "erf": 1,
-    "atan2": 2, "min": 2, "max": 2, "pow": 2,
+    "sin2pi": 1, "cos2pi": 1, "atan2": 2, "min": 2, "max": 2, "pow": 2,
 })
 #: Named constants.
 CONSTANTS: Mapping[str, float] = types.MappingProxyType({"pi": math.pi, "e": math.e})
@@ -1244,6 +1246,9 @@ _NP_NAMES = {"atan": "arctan", "asin": "arcsin", "acos": "arccos", "atan2": "arc
 
 
 def _np_function(fn: str) -> Callable[..., Any]:
+    if fn in ("sin2pi", "cos2pi"):
+        trig = np.sin if fn == "sin2pi" else np.cos
+        return lambda t: trig(2 * np.pi * (t - np.floor(t)))
     if fn == "erf":
         from scipy.special import erf  # scipy is a dependency; loaded only by models using erf
 
@@ -1378,6 +1383,9 @@ class _Eval:
         if self.torch:
             import torch
 
+            if fn in ("sin2pi", "cos2pi"):  # floor has zero gradient: d/dt is 2 pi cos(2 pi t)
+                trig = torch.sin if fn == "sin2pi" else torch.cos
+                return trig(2 * math.pi * (args[0] - torch.floor(args[0])))
             f = {"min": torch.minimum, "max": torch.maximum}.get(fn) or getattr(torch, fn)
             if len(args) == 2:  # torch's binary functions want tensors on both sides
                 args = [a if isinstance(a, torch.Tensor) else torch.as_tensor(a, dtype=self.x.dtype,

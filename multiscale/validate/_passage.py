@@ -19,6 +19,7 @@ from .. import _core
 from .._device import parse_device
 from .._errors import SimulationError
 from ..models._catalog import ModelInfo, get_model
+from ..models._language import Model
 from ..simulate._grid import check_positive
 from ..simulate._simulate import _initial, _int_arg
 
@@ -231,7 +232,7 @@ def make_engine(system: Any, *, dt: float, params: Mapping[str, float] | None = 
                 coordinate: Any = None, threads: int | None = None, member: int | None = None,
                 device: str = "cpu"):
     """The segment propagator of a catalogue model (name or ModelInfo) or a learned EffectiveSDE."""
-    if isinstance(system, (str, ModelInfo)):
+    if isinstance(system, (str, ModelInfo, Model)):
         if member is not None:
             raise ValueError("member= applies to surrogates only")
         return _CompiledEngine(get_model(system), params, eps, dt, coordinate, threads, device=device)
