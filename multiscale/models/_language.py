@@ -1128,7 +1128,6 @@ class Model:
         """
         import torch  # noqa: F401  (fail here, not at the first call, when torch is missing)
 
-
         return ModelFunctions(self, params, eps, "torch")
 
 
