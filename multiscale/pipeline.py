@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -125,6 +125,15 @@ class RunConfig:
         return table
 
 
+def _config_json(c: RunConfig) -> dict:
+    """The config as JSON; a user model as its definition (a Model does not deep-copy)."""
+    out = {}
+    for f in fields(c):
+        v = getattr(c, f.name)
+        out[f.name] = v.to_dict() if hasattr(v, "to_dict") and hasattr(v, "source_hash") else v
+    return json.loads(json.dumps(out, default=str))
+
+
 def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = True) -> int:
     """Run the pipeline; returns a process exit code (0: every check passed)."""
     from .surrogate import EffectiveSDEEstimator, SurrogateOptions, save_surrogate
@@ -138,7 +147,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     if info.dims(p)[0] != 1:
         raise ValueError(f"model={c.model!r} has {info.dims(p)[0]} slow variables; the pipeline needs one")
     eps = c.eps if info.uses_eps else None
-    limit = exact_limit(info.name, p)
+    limit = exact_limit(info, p)
     say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
     t_all = time.perf_counter()
     stages: dict[str, float] = {}
@@ -150,7 +159,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     every = max(1, int(round(0.1 / c.dt)))
     steps = int(round(c.t_end / c.dt))
     every = every if steps % every == 0 else 1
-    ds = simulate(info.name, params=p, eps=eps, dt=c.dt, t_end=c.t_end, n_paths=c.n_paths, seed=c.seed,
+    ds = simulate(info, params=p, eps=eps, dt=c.dt, t_end=c.t_end, n_paths=c.n_paths, seed=c.seed,
                   save_every=every, save_fast=False, observables=Observables(("x",), start=c.t_end / 2),
                   threads=c.threads)
     save_dataset(ds, out / "simulation.nc")
@@ -162,7 +171,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     grid = np.linspace(lo, hi, int(n))
     say(f"[2/5] averaged drift and diffusion on {grid.size} points in [{lo}, {hi}]")
     t0 = time.perf_counter()
-    est = AveragingEstimator(c.averaging, seed=c.seed, threads=c.threads).fit(info.name, grid, params=p)
+    est = AveragingEstimator(c.averaging, seed=c.seed, threads=c.threads).fit(info, grid, params=p)
     avg = est.result_
     save_dataset(avg, out / "averaged.nc")
     stages["average"] = time.perf_counter() - t0
@@ -197,7 +206,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     t0 = time.perf_counter()
     vs = (ValidationSettings.quick if c.quick else ValidationSettings)(seed=c.seed, threads=c.threads, eps=eps,
                                                                        dt=c.dt)
-    rep = validate(sde, info.name, params=p, settings=vs, estimates=avg, out=out, progress=progress)
+    rep = validate(sde, info, params=p, settings=vs, estimates=avg, out=out, progress=progress)
     stages["validate"] = time.perf_counter() - t0
     checks.update(rep.checks)
 
@@ -214,7 +223,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
                "seconds": total, "stage_seconds": stages, "path_steps_per_second": path_steps,
                "estimates": est_summary, "surrogate": sur_summary, "c_api_max_relative_difference": export_check,
                "checks": checks, "all_checks_passed": all(checks.values()),
-               "config": json.loads(json.dumps(asdict(c), default=str))}
+               "config": _config_json(c)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     lines = [f"multiscale run: {info.name} ({', '.join(f'{k}={v:g}' for k, v in p.items())}), eps={eps}, "
              f"{total:.0f} s on {c.threads or 'all'} threads "

@@ -103,9 +103,10 @@ def merge_campaign(out: str | os.PathLike, *, spec: CampaignSpec | None = None) 
 
     merged.attrs = {
         "title": f"multiscale campaign {spec.name}",
-        "model": spec.model,
+        "model": spec.model_name,
         "campaign_seed": str(spec.seed),
         "spec_hash": spec.spec_hash,
+        **({"model_toml": spec.model.to_toml()} if not isinstance(spec.model, str) else {}),
         "spec_json": json.dumps(spec.source, sort_keys=True),
         "grid_axes": json.dumps(list(spec.axes)),
         "fixed_params_json": json.dumps(dict(spec.params)),

@@ -413,7 +413,7 @@ def format_plan(spec: CampaignSpec, verbose: bool = False) -> str:
     for t in tasks:
         by_step.setdefault(t.step, []).append(t)
     total = sum(t.cost for t in tasks)
-    lines = [f"campaign {spec.name!r}: model {spec.model}, {len(grid)} grid point(s) "
+    lines = [f"campaign {spec.name!r}: model {spec.model_name}, {len(grid)} grid point(s) "
              f"({' x '.join(f'{k}[{len(v)}]' for k, v in spec.axes.items()) or 'no axes'}), "
              f"steps {', '.join(spec.steps)}",
              f"spec hash {spec.spec_hash[:16]}",
