@@ -11,7 +11,7 @@ from ._device import build_info
 from ._errors import DeviceUnavailableError, SimulationError
 from .averaging import AveragedSDE, AveragingEstimator, AveragingOptions
 from .io import open_dataset, save_dataset
-from .models import ModelInfo, Param, Scaling, get_model, list_models
+from .models import Model, ModelInfo, ModelLanguageError, Param, Scaling, get_model, list_models, load_model_file
 from .simulate import FastStep, Histogram, Observables, Precision, resimulate, simulate
 
 __version__ = build_info()["version"]
@@ -40,7 +40,9 @@ __all__ = [
     "DeviceUnavailableError",
     "FastStep",
     "Histogram",
+    "Model",
     "ModelInfo",
+    "ModelLanguageError",
     "Observables",
     "Param",
     "Precision",
@@ -50,6 +52,7 @@ __all__ = [
     "build_info",
     "get_model",
     "list_models",
+    "load_model_file",
     "open_dataset",
     "resimulate",
     "save_dataset",

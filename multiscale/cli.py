@@ -21,15 +21,35 @@ def _kv(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"--param {text!r}: {v!r} is not a number") from None
 
 
+def _add_model(p: argparse.ArgumentParser, help: str, required: bool = True) -> None:
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--model", help=help)
+    g.add_argument("--model-file", default=None, metavar="TOML",
+                   help="a user model written in the model language ([model] table; see multiscale.Model)")
+
+
+def _model(a: argparse.Namespace):
+    """The catalogue name, or the user model read from --model-file."""
+    if getattr(a, "model_file", None):
+        from .models import load_model_file
+
+        return load_model_file(a.model_file)
+    return a.model
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="multiscale", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("models", help="list the model catalogue with parameters and defaults")
+    mo = sub.add_parser("models", help="list the model catalogue with parameters and defaults, or check a user "
+                                       "model file (parse, compile, describe)")
+    mo.add_argument("--model-file", default=None, metavar="TOML",
+                    help="a user model written in the model language: parse it, compile it (or load it from "
+                         "the cache) and describe it")
     sub.add_parser("info", help="print build information (compiler, OpenMP, CUDA, devices)")
 
     s = sub.add_parser("simulate", help="simulate an ensemble and write a netCDF4/HDF5 file")
-    s.add_argument("--model", required=True, help="catalogue name (see `multiscale models`)")
+    _add_model(s, "catalogue name (see `multiscale models`)")
     s.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE",
                    help="override a model parameter (repeatable)")
     s.add_argument("--eps", type=float, default=None, help="scale separation (model default if omitted)")
@@ -46,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output file (.nc)")
 
     a = sub.add_parser("average", help="estimate the averaged drift F(x) and effective diffusion A(x)")
-    a.add_argument("--model", required=True, help="catalogue name (with explicit fast variables)")
+    _add_model(a, "catalogue name (with explicit fast variables)")
     a.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
     a.add_argument("--eps", type=float, default=None, help="only for models whose functions use eps")
     a.add_argument("--points", action="append", required=True, metavar="A:B:N",
@@ -90,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "built-in default problem (REFERENCE problem 2) or a configured one")
     r.add_argument("--out", default="multiscale-run", help="output folder")
     r.add_argument("--config", default=None, help="TOML file with a [run] table (see multiscale.pipeline.RunConfig)")
-    r.add_argument("--model", default=None, help="catalogue model with one slow variable")
+    _add_model(r, "catalogue model with one slow variable", required=False)
     r.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
     r.add_argument("--eps", type=float, default=None)
     r.add_argument("--dt", type=float, default=None)
@@ -100,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate a learned surrogate against the full system and the exact limit")
     v.add_argument("--surrogate", required=True, help="surrogate file (.h5) from `multiscale train` or `run`")
-    v.add_argument("--model", required=True, help="catalogue model of the full system (one slow variable)")
+    _add_model(v, "catalogue model of the full system (one slow variable)")
     v.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
     v.add_argument("--eps", type=float, default=None, help="scale separation of the full system")
     v.add_argument("--dt", type=float, default=None, help="time step of the full system")
@@ -148,9 +168,12 @@ def _cmd_campaign(a: argparse.Namespace) -> int:
     return 0 if not st["failed"] else 1
 
 
-def _cmd_models() -> int:
-    from .models import list_models
+def _cmd_models(a: argparse.Namespace) -> int:
+    from .models import get_model, list_models
 
+    if a.model_file:
+        print(get_model(_model(a)).summary())
+        return 0
     for info in list_models():
         print(info.summary())
         print()
@@ -170,7 +193,7 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
     out = Path(a.out)
     t0 = time.perf_counter()
     try:
-        ds = simulate(a.model, params=dict(a.param), eps=a.eps, n_paths=a.paths, t_end=a.t_end,
+        ds = simulate(_model(a), params=dict(a.param), eps=a.eps, n_paths=a.paths, t_end=a.t_end,
                       dt=a.dt, seed=a.seed, save_every=a.save_every, threads=a.threads,
                       device=a.device, fast_step=FastStep(a.fast_step),
                       precision=Precision.FLOAT32 if a.float32 else Precision.FLOAT64,
@@ -213,7 +236,7 @@ def _cmd_average(a: argparse.Namespace) -> int:
     from . import FastStep, get_model, save_dataset
     from .averaging import AveragingEstimator, AveragingOptions
 
-    info = get_model(a.model)
+    info = get_model(_model(a))
     params = dict(a.param)
     m, _ = info.dims(params)
     x = _grid(a.points, m)
@@ -281,7 +304,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 def _cmd_run(a: argparse.Namespace) -> int:
     from .pipeline import RunConfig, run_pipeline
 
-    over = {"model": a.model, "eps": a.eps, "dt": a.dt, "seed": a.seed, "threads": a.threads}
+    over = {"model": _model(a), "eps": a.eps, "dt": a.dt, "seed": a.seed, "threads": a.threads}
     if a.param:
         over["params"] = dict(a.param)
     if a.quick:
@@ -306,7 +329,7 @@ def _cmd_validate(a: argparse.Namespace) -> int:
         if not Path(a.estimates).is_file():
             raise ValueError(f"--estimates {a.estimates!r}: no such file")
         est = open_dataset(a.estimates)
-    rep = validate(a.surrogate, a.model, params=dict(a.param) or None, settings=settings, estimates=est,
+    rep = validate(a.surrogate, _model(a), params=dict(a.param) or None, settings=settings, estimates=est,
                    out=Path(a.out))
     print(rep.markdown)
     print(f"written: {', '.join(rep.files)}")
@@ -320,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         if a.command == "models":
-            return _cmd_models()
+            return _cmd_models(a)
         if a.command == "info":
             return _cmd_info()
         if a.command == "simulate":

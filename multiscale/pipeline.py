@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -97,19 +97,9 @@ class RunConfig:
     @classmethod
     def toml_table(cls, path: str | Path) -> dict:
         """The checked keyword arguments of a TOML file's ``[run]`` table."""
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            try:
-                import tomli as tomllib  # type: ignore[no-redef]
-            except ModuleNotFoundError:
-                raise ValueError("reading a TOML config needs Python >= 3.11 or `pip install tomli`") from None
-        try:
-            doc = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ValueError(f"config file {str(path)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"config file {str(path)!r}: {e}") from None
+        from ._toml import read_toml
+
+        doc = read_toml(path, "config file")
         extra = set(doc) - {"run"}
         if extra:
             raise ValueError(f"config {str(path)!r}: unknown table(s) {sorted(extra)}; expected [run]")
@@ -135,6 +125,15 @@ class RunConfig:
         return table
 
 
+def _config_json(c: RunConfig) -> dict:
+    """The config as JSON; a user model as its definition (a Model does not deep-copy)."""
+    out = {}
+    for f in fields(c):
+        v = getattr(c, f.name)
+        out[f.name] = v.to_dict() if hasattr(v, "to_dict") and hasattr(v, "source_hash") else v
+    return json.loads(json.dumps(out, default=str))
+
+
 def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = True) -> int:
     """Run the pipeline; returns a process exit code (0: every check passed)."""
     from .surrogate import EffectiveSDEEstimator, SurrogateOptions, save_surrogate
@@ -148,7 +147,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     if info.dims(p)[0] != 1:
         raise ValueError(f"model={c.model!r} has {info.dims(p)[0]} slow variables; the pipeline needs one")
     eps = c.eps if info.uses_eps else None
-    limit = exact_limit(info.name, p)
+    limit = exact_limit(info, p)
     say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
     t_all = time.perf_counter()
     stages: dict[str, float] = {}
@@ -160,7 +159,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     every = max(1, int(round(0.1 / c.dt)))
     steps = int(round(c.t_end / c.dt))
     every = every if steps % every == 0 else 1
-    ds = simulate(info.name, params=p, eps=eps, dt=c.dt, t_end=c.t_end, n_paths=c.n_paths, seed=c.seed,
+    ds = simulate(info, params=p, eps=eps, dt=c.dt, t_end=c.t_end, n_paths=c.n_paths, seed=c.seed,
                   save_every=every, save_fast=False, observables=Observables(("x",), start=c.t_end / 2),
                   threads=c.threads)
     save_dataset(ds, out / "simulation.nc")
@@ -172,7 +171,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     grid = np.linspace(lo, hi, int(n))
     say(f"[2/5] averaged drift and diffusion on {grid.size} points in [{lo}, {hi}]")
     t0 = time.perf_counter()
-    est = AveragingEstimator(c.averaging, seed=c.seed, threads=c.threads).fit(info.name, grid, params=p)
+    est = AveragingEstimator(c.averaging, seed=c.seed, threads=c.threads).fit(info, grid, params=p)
     avg = est.result_
     save_dataset(avg, out / "averaged.nc")
     stages["average"] = time.perf_counter() - t0
@@ -207,7 +206,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
     t0 = time.perf_counter()
     vs = (ValidationSettings.quick if c.quick else ValidationSettings)(seed=c.seed, threads=c.threads, eps=eps,
                                                                        dt=c.dt)
-    rep = validate(sde, info.name, params=p, settings=vs, estimates=avg, out=out, progress=progress)
+    rep = validate(sde, info, params=p, settings=vs, estimates=avg, out=out, progress=progress)
     stages["validate"] = time.perf_counter() - t0
     checks.update(rep.checks)
 
@@ -224,7 +223,7 @@ def run_pipeline(out: Path, config: RunConfig = RunConfig(), progress: bool = Tr
                "seconds": total, "stage_seconds": stages, "path_steps_per_second": path_steps,
                "estimates": est_summary, "surrogate": sur_summary, "c_api_max_relative_difference": export_check,
                "checks": checks, "all_checks_passed": all(checks.values()),
-               "config": json.loads(json.dumps(asdict(c), default=str))}
+               "config": _config_json(c)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     lines = [f"multiscale run: {info.name} ({', '.join(f'{k}={v:g}' for k, v in p.items())}), eps={eps}, "
              f"{total:.0f} s on {c.threads or 'all'} threads "

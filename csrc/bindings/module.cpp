@@ -314,13 +314,41 @@ py::dict passage_impl(int model_id, const CArray<double>& params, double eps, do
   return d;
 }
 
-PYBIND11_MODULE(_core, m) {
+// A just-in-time build of a user model names its module (see multiscale/models/_jit.py).
+#ifndef MS_MODULE_NAME
+#define MS_MODULE_NAME _core
+#endif
+PYBIND11_MODULE(MS_MODULE_NAME, m) {
   m.doc() = "multiscale compiled kernels (internal; use the multiscale package API)";
   m.def("build_info", &build_info);
   m.def("model_dims", [](int id, const CArray<double>& params, double eps) {
     auto d = ms::model_dims(id, params.data(), eps);
     if (d.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(id));
     return d;
+  });
+  m.def("model_coefficients", [](int id, const CArray<double>& params, double eps, const CArray<double>& x,
+                                  const CArray<double>& y) {
+    auto d = ms::model_dims(id, params.data(), eps);
+    if (d.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(id));
+    if (x.ndim() != 2 || x.shape(1) != d.first) throw std::invalid_argument("x must have shape (n, nx)");
+    const py::ssize_t n = x.shape(0);
+    if (y.ndim() != 2 || y.shape(0) != n || y.shape(1) != d.second)
+      throw std::invalid_argument("y must have shape (n, ny)");
+    py::array_t<double> f({n, static_cast<py::ssize_t>(d.first)}), f0({n, static_cast<py::ssize_t>(d.first)}),
+        a({n, static_cast<py::ssize_t>(d.first)}), g({n, static_cast<py::ssize_t>(d.second)}),
+        b({n, static_cast<py::ssize_t>(d.second)});
+    {
+      py::gil_scoped_release release;
+      ms::model_coefficients(id, params.data(), eps, n, x.data(), y.data(), f.mutable_data(), f0.mutable_data(),
+                             a.mutable_data(), g.mutable_data(), b.mutable_data());
+    }
+    py::dict out;
+    out["f"] = f;
+    out["f0"] = f0;
+    out["a"] = a;
+    out["g"] = g;
+    out["b"] = b;
+    return out;
   });
   m.def("simulate_float64", &simulate_impl<double>);
   m.def("frozen_average_float64", &frozen_impl<double>);

@@ -134,7 +134,8 @@ class AveragingEstimator:
 
         pvec = np.asarray([p[k] for k in info.param_names], float)
         corrector = homog and o.corrector
-        acc_size, state_size = _core.frozen_sizes(info.id, pvec, eps_v, corrector)
+        core = info.core or _core  # a user model brings its own compiled module
+        acc_size, state_size = core.frozen_sizes(info.id, pvec, eps_v, corrector)
         _, dy = info.default_initial(p)
         if y0 is not None:
             dy = np.asarray(y0, float)
@@ -153,7 +154,7 @@ class AveragingEstimator:
         rounds = np.zeros(M, np.int64)
         stats: dict[str, np.ndarray] = {}
         for r in range(max_rounds):
-            _core.frozen_average_float64(
+            core.frozen_average_float64(
                 info.id, pvec, eps_v, x, active, R, self.seed, o.dt, burn if r == 0 else 0, burn,
                 round_steps, batch_len, exact_ou, corrector, o.fd_step, self.threads,
                 ystate, acc, done, status, fail, self._dev)

@@ -14,10 +14,7 @@ from ._store import MERGED, CampaignError, Store, atomic_write
 
 
 def _task_result(store: Store, spec: CampaignSpec, task) -> xr.Dataset:
-    ok, why = store.check_done(task.filename, spec.spec_hash)
-    if not ok:
-        raise CampaignError(f"task {task.id} is not done ({why}); run `multiscale campaign run` to finish it")
-    return store.read_result(task.filename)
+    return store.load_result(task.filename, spec.spec_hash, task.id)
 
 
 def point_inputs(spec: CampaignSpec, store: Store, point: GridPoint, step: str) -> xr.Dataset:
@@ -106,9 +103,10 @@ def merge_campaign(out: str | os.PathLike, *, spec: CampaignSpec | None = None) 
 
     merged.attrs = {
         "title": f"multiscale campaign {spec.name}",
-        "model": spec.model,
+        "model": spec.model_name,
         "campaign_seed": str(spec.seed),
         "spec_hash": spec.spec_hash,
+        **({"model_toml": spec.model.to_toml()} if not isinstance(spec.model, str) else {}),
         "spec_json": json.dumps(spec.source, sort_keys=True),
         "grid_axes": json.dumps(list(spec.axes)),
         "fixed_params_json": json.dumps(dict(spec.params)),

@@ -248,23 +248,17 @@ def run_campaign(spec: str | Path | CampaignSpec, out: str | os.PathLike, *, pro
     if not isinstance(spec, CampaignSpec):
         spec = load_spec(spec)
     comm, local_rank, local_size = _comm()
+    store = Store(out)
     try:
-        return _run(spec, out, comm, local_rank, local_size, progress, merge)
+        return _run_locked(spec, store, comm, local_rank, local_size, progress, merge)
     except BaseException as e:
         # An error outside a task (folder, device, merge, Ctrl-C) on any rank must end every
-        # rank, never leave the others waiting for it; a task's own failure aborts in _run.
+        # rank, never leave the others waiting for it; a task's own failure aborts in the task.
         if comm.size > 1 and not getattr(e, "collective", False) and not isinstance(e, SystemExit):
             msg = e if isinstance(e, CampaignError) else f"{type(e).__name__}: {e}"
             print(f"multiscale campaign: rank {comm.rank}: {msg}", file=sys.stderr, flush=True)
             comm.Abort(1)
         raise
-
-
-def _run(spec: CampaignSpec, out, comm, local_rank: int, local_size: int, progress: bool,
-         merge: bool) -> Path | None:
-    store = Store(out)
-    try:
-        return _run_locked(spec, store, comm, local_rank, local_size, progress, merge)
     finally:
         store.unlock()
 
@@ -419,7 +413,7 @@ def format_plan(spec: CampaignSpec, verbose: bool = False) -> str:
     for t in tasks:
         by_step.setdefault(t.step, []).append(t)
     total = sum(t.cost for t in tasks)
-    lines = [f"campaign {spec.name!r}: model {spec.model}, {len(grid)} grid point(s) "
+    lines = [f"campaign {spec.name!r}: model {spec.model_name}, {len(grid)} grid point(s) "
              f"({' x '.join(f'{k}[{len(v)}]' for k, v in spec.axes.items()) or 'no axes'}), "
              f"steps {', '.join(spec.steps)}",
              f"spec hash {spec.spec_hash[:16]}",

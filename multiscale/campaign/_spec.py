@@ -19,8 +19,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .._toml import read_toml
 from ..averaging import AveragingOptions
 from ..models._catalog import get_model
+from ..models._jit import ModelCompileError
+from ..models._language import Model, ModelLanguageError, load_model_file
 from ..simulate._grid import steps_of
 from ..simulate._options import FastStep
 
@@ -157,7 +160,7 @@ class CampaignSpec:
 
     name: str
     seed: int
-    model: str
+    model: Any                  # catalogue name, or a user Model (campaign.model_file)
     params: Mapping[str, float]
     axes: Mapping[str, tuple[Any, ...]]
     simulate: SimulateStep | None
@@ -169,7 +172,7 @@ class CampaignSpec:
     source: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     # ------------------------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def spec_hash(self) -> str:
         """SHA-256 of the parsed spec: everything that changes results, as numbers (``1`` and
         ``1.0`` hash alike), but not how it runs (device, threads, checkpoint interval)."""
@@ -177,6 +180,8 @@ class CampaignSpec:
             if hasattr(v, "__dataclass_fields__"):
                 return {f: canon(getattr(v, f)) for f in v.__dataclass_fields__
                         if f not in ("checkpoint_seconds", "source", "device", "threads")}
+            if isinstance(v, Model):  # a user model is its definition's hash
+                return {"user_model": v.source_hash()}
             if isinstance(v, enum.Enum):
                 return v.value
             if isinstance(v, Mapping):
@@ -189,6 +194,10 @@ class CampaignSpec:
 
         text = json.dumps(canon(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(f"format={SPEC_FORMAT};{text}".encode()).hexdigest()
+
+    @property
+    def model_name(self) -> str:
+        return self.model if isinstance(self.model, str) else self.model.name
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -309,30 +318,13 @@ class CampaignSpec:
 
 
 # ----------------------------------------------------------------------------------------------
-def _read_toml(path: str | Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise ValueError("reading a campaign spec needs Python >= 3.11 or `pip install tomli`") from None
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ValueError(f"campaign spec {str(path)!r} does not exist") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"campaign spec {str(path)!r}: {e}") from None
-
-
 def load_spec(spec: str | Path | Mapping[str, Any]) -> CampaignSpec:
     """Read and check a campaign spec from a TOML file (or an equivalent dict).
 
     Layout::
 
-        [campaign]            name, seed (int), model (catalogue name), device ("cpu", "cuda",
+        [campaign]            name, seed (int), model (catalogue name) or model_file (a
+                              model-language TOML file, relative to the spec), device ("cpu", "cuda",
                               "auto": one GPU per rank where GPUs exist), threads (per rank)
         [params]              fixed model parameters
         [grid]                axes, Cartesian product: eps = [...], dt = [...], seed = [...]
@@ -350,19 +342,31 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> CampaignSpec:
     CampaignSpecError
         Naming the key path of the first invalid entry.
     """
-    doc = _read_toml(spec) if isinstance(spec, (str, Path)) else json.loads(json.dumps(dict(spec)))
+    doc = read_toml(spec, "campaign spec") if isinstance(spec, (str, Path)) else json.loads(json.dumps(dict(spec)))
     _unknown(doc, {"campaign", "params", "grid", "simulate", "average", "train", "validate"}, "")
     for k, v in doc.items():
         if not isinstance(v, dict):
             raise CampaignSpecError(k, f"must be a table, got {v!r}")
     c = doc.get("campaign", {})
-    _unknown(c, {"name", "seed", "model", "device", "threads"}, "campaign")
-    if "model" not in c:
-        raise CampaignSpecError("campaign.model", "missing (a catalogue name, see `multiscale models`)")
+    _unknown(c, {"name", "seed", "model", "model_file", "device", "threads"}, "campaign")
+    if ("model" in c) == ("model_file" in c):
+        raise CampaignSpecError("campaign.model", "give one of campaign.model (a catalogue name, see "
+                                "`multiscale models`) or campaign.model_file (a model-language TOML file)")
+    model: Any = c.get("model")
+    if "model_file" in c:
+        # Relative to the spec file, so a campaign folder moves with its model.
+        base = Path(spec).parent if isinstance(spec, (str, Path)) else Path.cwd()
+        if not isinstance(c["model_file"], str):
+            raise CampaignSpecError("campaign.model_file", f"expected a path, got {c['model_file']!r}")
+        try:
+            model = load_model_file(base / c["model_file"])
+        except ModelLanguageError as e:
+            raise CampaignSpecError("campaign.model_file", str(e)) from None
     try:
-        info = get_model(c["model"])
-    except (KeyError, ValueError) as e:
-        raise CampaignSpecError("campaign.model", str(e).strip("'\"")) from None
+        info = get_model(model)  # a user model is compiled now (or loaded from the cache)
+    except (KeyError, ValueError, ModelCompileError) as e:
+        raise CampaignSpecError("campaign.model" if "model" in c else "campaign.model_file",
+                                str(e).strip("'\"")) from None
     name = c.get("name", "campaign")
     if not isinstance(name, str) or not name:
         raise CampaignSpecError("campaign.name", f"expected a non-empty string, got {name!r}")
@@ -417,7 +421,7 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> CampaignSpec:
     val = _validate_step(doc["validate"], tr, info) if "validate" in doc else None
     if sim is None and avg is None:
         raise CampaignSpecError("simulate", "a campaign needs at least a [simulate] or an [average] step")
-    out = CampaignSpec(name=name, seed=int(seed), model=info.name, params=dict(params), axes=axes,
+    out = CampaignSpec(name=name, seed=int(seed), model=info.name if isinstance(model, str) else model, params=dict(params), axes=axes,
                        simulate=sim, average=avg, train=tr, validate=val, device=device, threads=threads, source=doc)
     # Check parameters and step arithmetic now, not on a rank mid-run, naming the entry.
     try:

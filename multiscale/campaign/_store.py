@@ -128,9 +128,6 @@ class Store:
     def result_path(self, filename: str) -> Path:
         return self.tasks / f"{filename}.npz"
 
-    def read_result(self, filename: str):
-        return dataset_from_bytes(self.result_path(filename).read_bytes())
-
     def record_path(self, filename: str) -> Path:
         return self.tasks / f"{filename}.json"
 
@@ -145,24 +142,36 @@ class Store:
 
     def check_done(self, filename: str, spec_hash: str) -> tuple[bool, str]:
         """(done, why not): a task is done when its record says so, the spec hash matches and
-        the result file's SHA-256 equals the recorded one."""
+        the SHA-256 of its result (and of its other files) equals the recorded one."""
+        return self._verified(filename, spec_hash)[:2]
+
+    def load_result(self, filename: str, spec_hash: str, label: str = ""):
+        """The verified result of a done task (read once: hashed and parsed from the same
+        bytes); raises :class:`CampaignError` saying why it is not done."""
+        ok, why, data = self._verified(filename, spec_hash)
+        if not ok:
+            raise CampaignError(f"task {label or filename} is not done ({why}); run `multiscale campaign run` to finish it")
+        return dataset_from_bytes(data)
+
+    def _verified(self, filename: str, spec_hash: str) -> tuple[bool, str, bytes]:
         rec = self.read_record(filename)
         if rec is None:
-            return False, "not started"
+            return False, "not started", b""
         if rec.get("status") != "done":
-            return False, f"recorded as {rec.get('status')}"
+            return False, f"recorded as {rec.get('status')}", b""
         if rec.get("spec_hash") != spec_hash:
-            return False, "recorded under another spec"
+            return False, "recorded under another spec", b""
         res = self.result_path(filename)
         if not res.exists():
-            return False, "result file missing"
-        if sha256_file(res) != rec.get("sha256"):
-            return False, "result file does not match its recorded SHA-256 (corrupted)"
+            return False, "result file missing", b""
+        data = res.read_bytes()
+        if hashlib.sha256(data).hexdigest() != rec.get("sha256"):
+            return False, "result file does not match its recorded SHA-256 (corrupted)", b""
         for rel, digest in rec.get("files", {}).items():  # surrogates, reports
             f = self.root / rel
             if not f.is_file() or sha256_file(f) != digest:
-                return False, f"{rel} is missing or does not match its recorded SHA-256 (corrupted)"
-        return True, ""
+                return False, f"{rel} is missing or does not match its recorded SHA-256 (corrupted)", b""
+        return True, "", data
 
     def write_result(self, filename: str, ds, record: Mapping[str, Any], files: Sequence[Path] = ()) -> None:
         """Result first, then its record (with the hashes of the result and of the task's other

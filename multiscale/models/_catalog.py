@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -97,6 +97,21 @@ class ModelInfo:
     _names: Callable[[Mapping[str, float]], tuple[list[str], list[str]]]
     _initial: Callable[[Mapping[str, float]], tuple[np.ndarray, np.ndarray]]
     aliases: tuple[str, ...] = field(default=())
+    #: the compiled module holding this model (None: the built-in ``multiscale._core``)
+    core: Any = field(default=None, compare=False, repr=False)
+    #: the user model's definition (None for catalogue entries: see :attr:`model`)
+    source: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def model(self) -> Any:
+        """The model written in the model language (:class:`~multiscale.Model`): the user's
+        definition, or the catalogue entry's language form, which compiles to bitwise the same
+        paths. Use it for torch evaluation (``.functions(...)``) or as a template for a variant."""
+        if self.source is not None:
+            return self.source
+        from ._catalog_source import SOURCES
+
+        return SOURCES[self.name]
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -139,6 +154,46 @@ class ModelInfo:
     def default_initial(self, params: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Default initial slow and fast state, shapes (m,) and (n,)."""
         return self._initial(self.resolve_params(params))
+
+    def coefficients(self, x: Any, y: Any = None, params: Mapping[str, float] | None = None,
+                     eps: float | None = None) -> dict[str, np.ndarray]:
+        """The compiled model's coefficients at a batch of states (double precision).
+
+        Parameters
+        ----------
+        x : array_like, shape (B, m) or (m,)
+            Slow states.
+        y : array_like, shape (B, n) or (n,), optional
+            Fast states (omit for models without fast variables).
+        params : dict, optional
+            Parameter values (defaults otherwise).
+        eps : float, optional
+            Scale separation, for models whose coefficients name it (default: ``default_eps``).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``f`` (B, m) slow drift, ``f0`` (B, m) the 1/eps part of a homogenization drift
+            (zeros otherwise), ``a`` (B, m) slow noise, ``g`` (B, n) fast drift and ``b`` (B, n)
+            fast noise, unscaled: the 1/eps factors of the scaling are not applied.
+        """
+        from .. import _core
+
+        p = self.resolve_params(params)
+        m, n = self._dims(p)
+        x = np.asarray(x, dtype=float)
+        xb = np.ascontiguousarray(x.reshape(-1, m) if x.ndim <= 1 else x)
+        if xb.ndim != 2 or xb.shape[1] != m:
+            raise ValueError(f"x has shape {x.shape}; model {self.name!r} has {m} slow variables")
+        yb = np.zeros((xb.shape[0], n)) if y is None and n == 0 else np.asarray(y, dtype=float)
+        if y is None and n > 0:
+            raise ValueError(f"model {self.name!r} has {n} fast variables: give y")
+        yb = np.ascontiguousarray(yb.reshape(-1, n) if yb.ndim <= 1 else yb)
+        if yb.shape != (xb.shape[0], n):
+            raise ValueError(f"y has shape {np.shape(y)}; expected ({xb.shape[0]}, {n})")
+        e = float(self.default_eps if eps is None else eps) if self.uses_eps else 1.0
+        return dict((self.core or _core).model_coefficients(self.id, np.array(list(p.values()), dtype=float), e,
+                                                           xb, yb))
 
     def summary(self) -> str:
         """Multi-line human-readable description (used by ``multiscale models``)."""
@@ -274,10 +329,17 @@ for _m in CATALOG:
         _BY_NAME[_a] = _m
 
 
-def get_model(name: str | ModelInfo) -> ModelInfo:
-    """Look up a catalogue model by name or alias (e.g. ``"fast_ou_linear"`` or ``"problem1a"``)."""
+def get_model(name: Any) -> ModelInfo:
+    """Look up a catalogue model by name or alias (e.g. ``"fast_ou_linear"`` or ``"problem1a"``),
+    or compile a user :class:`~multiscale.Model` (cached after the first use)."""
     if isinstance(name, ModelInfo):
         return name
+    from ._language import Model
+
+    if isinstance(name, Model):
+        from ._user import user_model_info
+
+        return user_model_info(name)
     try:
         return _BY_NAME[str(name).lower()]
     except KeyError:

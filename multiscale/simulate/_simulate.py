@@ -197,7 +197,8 @@ def simulate(
 
     obs_vars, shift, edges, bins, lo, hi = observable_plan(observables, names, info.name, n_steps, dt)
 
-    fn = _core.simulate_float64 if precision is Precision.FLOAT64 else _core.simulate_float32
+    core = info.core or _core  # a user model brings its own compiled module
+    fn = core.simulate_float64 if precision is Precision.FLOAT64 else core.simulate_float32
     res = fn(info.id, np.asarray([p[k] for k in info.param_names], float), eps_v, dt, n_steps,
              seed, path_offset, step_offset, init, saves, exact_ou, nthreads, obs_vars, shift, edges,
              bins, lo, hi, dev)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..models._catalog import ModelInfo
+from ..models._language import Model
 from ..simulate._grid import check_positive
 from ..simulate._options import Histogram, Observables
 from ..simulate._simulate import _int_arg, simulate
@@ -127,7 +128,7 @@ def stationary_histogram(system: Any, *, lo: float, hi: float, bins: int, t_burn
     if not 0 <= t_burn < t_end:
         raise ValueError(f"t_burn={t_burn!r} must be in [0, t_end={t_end})")
     per = n_paths // n_batches
-    surrogate = not isinstance(system, (str, ModelInfo))
+    surrogate = not isinstance(system, (str, ModelInfo, Model))
     if surrogate:
         names = list(system.names)
     else:

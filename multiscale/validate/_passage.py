@@ -19,6 +19,7 @@ from .. import _core
 from .._device import parse_device
 from .._errors import SimulationError
 from ..models._catalog import ModelInfo, get_model
+from ..models._language import Model
 from ..simulate._grid import check_positive
 from ..simulate._simulate import _initial, _int_arg
 
@@ -90,7 +91,7 @@ class _CompiledEngine:
     def run(self, states: np.ndarray, ids: np.ndarray, levels: np.ndarray, lo: float, hi: float,
             max_steps: int, seed: int, bridge: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance ``states`` (n, dim) in place; returns (outcome, steps, xi_max), each (n,)."""
-        r = _core.passage(self.info.id, self._p, self.eps, self.dt, self.exact_ou, int(seed), states,
+        r = (self.info.core or _core).passage(self.info.id, self._p, self.eps, self.dt, self.exact_ou, int(seed), states,
                           np.ascontiguousarray(ids, np.uint32), np.ascontiguousarray(levels, float), self.w,
                           float(lo), float(hi), int(max_steps), bool(bridge), self.threads, self.device)
         return r["outcome"], r["steps"], r["xi_max"]
@@ -231,7 +232,7 @@ def make_engine(system: Any, *, dt: float, params: Mapping[str, float] | None = 
                 coordinate: Any = None, threads: int | None = None, member: int | None = None,
                 device: str = "cpu"):
     """The segment propagator of a catalogue model (name or ModelInfo) or a learned EffectiveSDE."""
-    if isinstance(system, (str, ModelInfo)):
+    if isinstance(system, (str, ModelInfo, Model)):
         if member is not None:
             raise ValueError("member= applies to surrogates only")
         return _CompiledEngine(get_model(system), params, eps, dt, coordinate, threads, device=device)

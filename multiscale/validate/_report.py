@@ -179,7 +179,7 @@ def validate(surrogate: Any, model: str, *, params: Mapping[str, float] | None =
                          f"{sde.dim}")
     s = settings
     eps = (info.default_eps if s.eps is None else s.eps) if info.uses_eps else None
-    limit: ExactLimit | None = exact_limit(info.name, p)
+    limit: ExactLimit | None = exact_limit(info, p)
     say = (lambda msg: print(f"  validate: {msg}", flush=True)) if progress else (lambda msg: None)
     t_start = time.perf_counter()
 
@@ -207,7 +207,7 @@ def validate(surrogate: Any, model: str, *, params: Mapping[str, float] | None =
     say(f"full-system invariant density ({s.density_paths} paths, T = {s.t_density}, eps = {eps})")
     x0 = _sample_density(xq, rho["surrogate"], s.density_paths, s.seed)[:, None]
     t0 = time.perf_counter()
-    dens = stationary_histogram(info.name, params=p, eps=eps, lo=lo, hi=hi, bins=s.bins, t_burn=s.t_burn,
+    dens = stationary_histogram(info, params=p, eps=eps, lo=lo, hi=hi, bins=s.bins, t_burn=s.t_burn,
                                 t_end=s.t_density, dt=s.dt, n_paths=s.density_paths, n_batches=s.density_batches,
                                 x0=x0, seed=s.seed, threads=s.threads, sample_every=s.sample_every)
     t_density = time.perf_counter() - t0
@@ -244,7 +244,7 @@ def validate(surrogate: Any, model: str, *, params: Mapping[str, float] | None =
                 row[k] = mfpt(bf, Af, a, b, lower=lo if b > a else hi)
             row["surrogate_spread"] = _spread([mfpt(bf, Af, a, b, lower=lo if b > a else hi) for bf, Af in members])
             say(f"full-system MFPT {name.replace('_', ' ')} ({s.mfpt_paths} paths)")
-            res = mean_first_passage_time(info.name, params=p, eps=eps, x0=a, target=b, dt=s.dt,
+            res = mean_first_passage_time(info, params=p, eps=eps, x0=a, target=b, dt=s.dt,
                                           n_paths=s.mfpt_paths, max_time=s.mfpt_max_time, seed=s.seed + 11,
                                           threads=s.threads)
             row["full"], row["full_stderr"] = res.mean, res.stderr
@@ -271,7 +271,7 @@ def validate(surrogate: Any, model: str, *, params: Mapping[str, float] | None =
             rare[k] = float(committor(bf, Af, xl, xr, x_start))
         rare["surrogate_spread"] = _spread([float(committor(bf, Af, xl, xr, x_start)) for bf, Af in members])
         say(f"AMS on the full system ({s.ams.n_runs} runs x {s.ams.n_replicas} replicas)")
-        ams_full = ams(info.name, params=p, eps=eps, x0=x_start, a=xl, b=xr, options=replace(s.ams, dt=s.dt),
+        ams_full = ams(info, params=p, eps=eps, x0=x_start, a=xl, b=xr, options=replace(s.ams, dt=s.dt),
                        seed=s.seed + 21,
                        threads=s.threads)
         rare["full"], rare["full_stderr"] = ams_full.probability, ams_full.stderr

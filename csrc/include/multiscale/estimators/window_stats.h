@@ -43,7 +43,10 @@ void finish_window(const ObservableSpec& obs, int win, int64_t n, const int64_t*
     const double m1 = N > 0 ? S1.value() / static_cast<double>(N) : std::nan("");
     const double m2 = N > 0 ? S2.value() / static_cast<double>(N) : std::nan("");
     out.obs_mean[o] = obs.shift[q] + m1;
-    out.obs_var[o] = N > 1 ? std::max(0.0, m2 - m1 * m1) * (static_cast<double>(N) / (N - 1))
+    // m2 = inf (squares overflowed) gives inf - m1^2: inf, or NaN when m1^2 overflowed too,
+    // which max(0, NaN) would turn into 0; the variance is then inf, as NumPy's.
+    const double d = std::isinf(m2) && m2 > 0 && !std::isnan(m1) ? m2 : m2 - m1 * m1;
+    out.obs_var[o] = N > 1 ? (std::isnan(d) ? d : std::max(0.0, d)) * (static_cast<double>(N) / (N - 1))
                            : std::nan("");
   }
 }

@@ -85,9 +85,11 @@ struct PeriodicPotential : NoFastVariables {
   static constexpr int kNX = 1, kNY = 0, kNumParams = 2;
   static constexpr Scaling kScaling = Scaling::kNone;
   static constexpr bool kOU = false;
-  Real A, sigma, inv_eps, noise;
+  Real A, sigma, inv_eps, noise, amp;
+  // amp = 2 pi A / eps in double, rounded once (as the model language hoists parameter products)
   static PeriodicPotential from_params(const double* p, double eps) {
-    return {{}, Real(p[0]), Real(p[1]), Real(1.0 / eps), Real(std::sqrt(2.0 * p[1]))};
+    return {{}, Real(p[0]), Real(p[1]), Real(1.0 / eps), Real(std::sqrt(2.0 * p[1])),
+            Real(kTwoPi * p[0] * (1.0 / eps))};
   }
   MS_INLINE int nx() const { return 1; }
   MS_INLINE int ny() const { return 0; }
@@ -95,7 +97,7 @@ struct PeriodicPotential : NoFastVariables {
   MS_INLINE void slow_drift(V x, V, W f) const {
     const Real dV = Quartic ? x[0] * x[0] * x[0] - x[0] : x[0];
     // -(1/eps) p'(x/eps) = (2 pi A / eps) sin(2 pi x / eps)
-    f[0] = -dV + Real(kTwoPi) * A * inv_eps * sin_2pi(x[0] * inv_eps);
+    f[0] = -dV + amp * sin_2pi(x[0] * inv_eps);
   }
   template <class V, class W>
   MS_INLINE void slow_noise(V, V, W a) const { a[0] = noise; }

@@ -54,6 +54,8 @@ MS_INLINE bool model_noisy(const M& m) {
 // the polynomial kernel shared with the normal generator.
 template <class Real>
 MS_INLINE Real sin_2pi(Real t);
+template <class Real>
+MS_INLINE Real cos_2pi(Real t);
 
 }  // namespace ms
 
@@ -71,6 +73,19 @@ MS_INLINE Real sin_2pi(Real t) {
   const int q = static_cast<int>(k) & 3;
   const Real v = (q & 1) ? c : s;
   return (q & 2) ? -v : v;
+}
+
+// cos(2 pi t) by the same reduction: cos(2 pi (k/4 + r')) is c, -s, -c, s for k = 0..3.
+template <class Real>
+MS_INLINE Real cos_2pi(Real t) {
+  const Real f = t - floor(t);
+  const Real k = floor(Real(4) * f + Real(0.5));
+  const Real r = (f - Real(0.25) * k) * Real(kTwoPi);
+  Real s, c;
+  poly_sincos_kernel(r, s, c);
+  const int q = static_cast<int>(k) & 3;
+  const Real v = (q & 1) ? s : c;
+  return (q == 1 || q == 2) ? -v : v;
 }
 
 }  // namespace ms
