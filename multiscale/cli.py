@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--diffusion", choices=["cholesky", "diagonal", "scalar"], default="cholesky")
     t.add_argument("--gradient", action="store_true", help="gradient structure (effective potential)")
     t.add_argument("--epochs", type=int, default=None, help="maximum Adam epochs / steps")
+    t.add_argument("--lbfgs-steps", type=int, default=None, help="maximum L-BFGS steps after Adam")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -278,7 +279,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         hidden = tuple(int(h) for h in a.hidden.split(","))
     except ValueError:
         raise ValueError(f"--hidden {a.hidden!r} must be comma-separated integers") from None
-    kw = {} if a.epochs is None else {"epochs": a.epochs}
+    kw = {k: v for k, v in (("epochs", a.epochs), ("lbfgs_steps", a.lbfgs_steps)) if v is not None}
     opts = SurrogateOptions(members=a.members, hidden=hidden, diffusion=DiffusionForm(a.diffusion),
                             gradient=a.gradient, method=TrajectoryMethod(a.method), seed=a.seed,
                             threads=a.threads, progress=not a.quiet, **kw)
