@@ -9,6 +9,7 @@ import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -513,4 +514,6 @@ def test_missing_file(tmp_path):
 
 def test_import_multiscale_does_not_import_torch():
     code = "import sys, multiscale as ms; ms.Model('a', slow={'x': '-x'}); assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # from the package's parent: the repository root holds an uncompiled copy when installed
+    parent = Path(ms.__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=parent, env=dict(os.environ, PYTHONPATH=str(parent)))

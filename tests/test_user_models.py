@@ -26,14 +26,38 @@ SMALL_L96 = dict(K=4, J=3, sigma_x=0.5, sigma_y=0.5)
 
 @pytest.fixture(scope="module", autouse=True)
 def cache(tmp_path_factory):
-    old = os.environ.get("MULTISCALE_CACHE")
+    """A fresh cache; CPU-only builds (the CUDA build is tested once, below: nvcc for every
+    model would double the compile time of this module)."""
+    old = {k: os.environ.get(k) for k in ("MULTISCALE_CACHE", "MULTISCALE_JIT_CUDA")}
     path = tmp_path_factory.mktemp("jitcache")
     os.environ["MULTISCALE_CACHE"] = str(path)
+    os.environ["MULTISCALE_JIT_CUDA"] = "0"
     yield path
-    if old is None:
-        os.environ.pop("MULTISCALE_CACHE")
-    else:
-        os.environ["MULTISCALE_CACHE"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_cuda_build_of_a_user_model(monkeypatch):
+    """Where nvcc is found, the same model is compiled as device code too; its CPU paths stay
+    bitwise the catalogue's, and on a GPU its CUDA paths equal the catalogue's CUDA paths."""
+    import shutil
+
+    if shutil.which(os.environ.get("NVCC", "nvcc")) is None:
+        pytest.skip("nvcc not found: user models are built for the CPU only")
+    monkeypatch.setenv("MULTISCALE_JIT_CUDA", "1")
+    model = ms.get_model("fast_ou_linear").model
+    info = ms.get_model(model)
+    assert info.core.build_info()["cuda_compiled"]
+    args = _args("fast_ou_linear", None, ms.Precision.FLOAT64, None)
+    assert np.array_equal(ms.simulate("fast_ou_linear", **args)["trajectory"].values,
+                          ms.simulate(model, **args)["trajectory"].values)
+    if ms.build_info()["cuda_devices"] > 0:
+        ref = ms.simulate("fast_ou_linear", **args, device="cuda")["trajectory"].values
+        got = ms.simulate(model, **args, device="cuda")["trajectory"].values
+        assert np.array_equal(ref, got)
 
 
 def _args(name: str, params, precision, fast_step, seed=3):
@@ -145,7 +169,7 @@ def test_identifiers_cannot_clash_with_cpp():
 
 def _child(code: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(PKG_PARENT))
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, cwd=PKG_PARENT,
                           text=True, timeout=300)
 
 
@@ -183,7 +207,7 @@ def test_cache_reused_across_processes_and_rebuilt_when_corrupt(cache):
 
 def test_concurrent_first_use(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(PKG_PARENT), MULTISCALE_CACHE=str(tmp_path / "c"))
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(_CHILD)], env=env, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(_CHILD)], env=env, cwd=PKG_PARENT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]

@@ -1,6 +1,8 @@
 """A user :class:`~multiscale.Model` as a compiled catalogue entry (:class:`ModelInfo`)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ._catalog import ModelInfo, Param
@@ -30,7 +32,8 @@ def _equations(model: Model) -> str:
 
 def user_model_info(model: Model) -> ModelInfo:
     """Compile (or load from the cache) and describe a user model."""
-    key = model.source_hash()
+    # The build settings choose the module (CPU only or with CUDA, which cache): part of the key.
+    key = f"{model.source_hash()}|{os.environ.get('MULTISCALE_JIT_CUDA', 'auto')}|{os.environ.get('MULTISCALE_CACHE')}"
     if key in _INFOS:
         return _INFOS[key]
     from ._codegen import generate_header, ou_form
