@@ -185,9 +185,9 @@ class ModelInfo:
         xb = np.ascontiguousarray(x.reshape(-1, m) if x.ndim <= 1 else x)
         if xb.ndim != 2 or xb.shape[1] != m:
             raise ValueError(f"x has shape {x.shape}; model {self.name!r} has {m} slow variables")
-        yb = np.zeros((xb.shape[0], n)) if y is None and n == 0 else np.asarray(y, dtype=float)
         if y is None and n > 0:
             raise ValueError(f"model {self.name!r} has {n} fast variables: give y")
+        yb = np.zeros((xb.shape[0], 0)) if y is None else np.asarray(y, dtype=float)
         yb = np.ascontiguousarray(yb.reshape(-1, n) if yb.ndim <= 1 else yb)
         if yb.shape != (xb.shape[0], n):
             raise ValueError(f"y has shape {np.shape(y)}; expected ({xb.shape[0]}, {n})")

@@ -140,10 +140,13 @@ class _QuadratureTable:
             out[:, a:a + 256] = self._moments(xs[a:a + 256])
         return out[0], out[1]
 
-    def _rho(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        X = np.repeat(x, y.size)[:, None]
-        Y = np.tile(y, x.size)[:, None]
-        rho = self.fn.fast_invariant_density(X, Y).reshape(x.size, y.size)
+    @staticmethod
+    def _states(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every (x_i, y_j) pair as batched states, x-major: shapes (len(x) len(y), 1)."""
+        return np.repeat(x, y.size)[:, None], np.tile(y, x.size)[:, None]
+
+    def _rho(self, X: np.ndarray, Y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        rho = self.fn.fast_invariant_density(X, Y).reshape(shape)
         if not np.all(np.isfinite(rho)) or np.any(rho < 0):
             raise ValueError(f"{self.desc}: fast_invariant_density is negative or not finite on y in [-30, 30]")
         return rho
@@ -152,16 +155,15 @@ class _QuadratureTable:
         from scipy.integrate import trapezoid
 
         coarse = np.linspace(-30.0, 30.0, 1201)
-        rho = self._rho(x, coarse)
+        rho = self._rho(*self._states(x, coarse), (x.size, coarse.size))
         peak = rho.max(axis=1)
         if np.any(peak <= 0) or np.any(np.maximum(rho[:, 0], rho[:, -1]) > 1e-12 * peak):
             raise ValueError(f"{self.desc}: fast_invariant_density is not negligible at y = +-30; "
                              "the quadrature of the exact limit needs it concentrated inside")
         inside = np.nonzero((rho > 1e-16 * peak[:, None]).any(axis=0))[0]
         yg = np.linspace(coarse[max(inside[0] - 1, 0)], coarse[min(inside[-1] + 1, coarse.size - 1)], 2001)
-        rho = self._rho(x, yg)
-        X = np.repeat(x, yg.size)[:, None]
-        Y = np.tile(yg, x.size)[:, None]
+        X, Y = self._states(x, yg)  # built once for the density, f and alpha
+        rho = self._rho(X, Y, (x.size, yg.size))
         f = self.fn.slow_drift(X, Y)[:, 0].reshape(rho.shape)
         a = self.fn.slow_noise(X, Y)[:, 0].reshape(rho.shape)
         w = rho / trapezoid(rho, yg, axis=1)[:, None]
