@@ -465,7 +465,6 @@ def test_cuda_unavailable_raises():
 # ----------------------------------------------------------------------------------------------
 
 @pytest.mark.cuda
-@pytest.mark.skipif(N_DEVICES == 0, reason="no CUDA device visible")
 @pytest.mark.parametrize("model,x,params,options", [
     ("fast_ou_linear", np.linspace(-2, 2, 7), None, dict(dt=0.05, burn_in=2.0, time=40.0, replicas=16, batch=10.0)),
     ("fast_ou_quadratic", np.linspace(-2, 2, 7), None,

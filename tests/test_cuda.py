@@ -38,11 +38,6 @@ CASES = {
 }
 
 
-def _require_gpu() -> None:
-    if N_DEVICES == 0:
-        pytest.skip("no CUDA device visible (build_info()['cuda_devices'] == 0)")
-
-
 def _run(case: str, device: str, **kw):
     args = dict(CASES[case])
     model = args.pop("model", case)
@@ -90,7 +85,6 @@ def test_cuda_without_device_raises():
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", list(CASES))
 def test_gpu_matches_cpu_float64(case):
-    _require_gpu()
     cpu = _run(case, "cpu")
     gpu = _run(case, "cuda")
     assert np.all(cpu["status"].values == 0)
@@ -104,7 +98,6 @@ def test_gpu_matches_cpu_float64(case):
 def test_gpu_status_codes_match_cpu():
     """Paths started far out blow up (NONFINITE) at the same step on both devices; the others
     finish and agree."""
-    _require_gpu()
     x0 = np.linspace(-10.0, 10.0, N_PATHS)
     kw = dict(params={"sigma": 0.4}, dt=0.1, t_end=2.0, n_paths=N_PATHS, seed=3, x0=x0,
               save_every=2, throw=False)
@@ -122,7 +115,6 @@ def test_gpu_status_codes_match_cpu():
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", ["fast_ou_linear", "tilted_double_well", "lorenz96"])
 def test_gpu_observables_match_cpu(case):
-    _require_gpu()
     dt = CASES[case]["dt"]
     variables = ("x0", "y0_0") if case == "lorenz96" else ("x", "y")
     lo, hi = HIST_RANGE[case]
@@ -143,7 +135,6 @@ def test_gpu_observables_match_cpu(case):
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", ["fast_ou_linear", "fast_ou_noise", "double_well"])
 def test_gpu_matches_cpu_float32(case):
-    _require_gpu()
     cpu = _run(case, "cpu", precision=ms.Precision.FLOAT32)
     gpu = _run(case, "cuda", precision=ms.Precision.FLOAT32)
     assert cpu["final_state"].dtype == np.float32
@@ -157,7 +148,6 @@ def test_gpu_matches_cpu_float32(case):
 @pytest.mark.cuda
 @pytest.mark.parametrize("precision", [ms.Precision.FLOAT64, ms.Precision.FLOAT32])
 def test_gpu_repeated_runs_bitwise_identical(precision):
-    _require_gpu()
     a = _run("tilted_double_well", "cuda", precision=precision)
     b = _run("tilted_double_well", "cuda", precision=precision)
     _assert_identical(a, b)
@@ -166,7 +156,6 @@ def test_gpu_repeated_runs_bitwise_identical(precision):
 @pytest.mark.cuda
 @pytest.mark.parametrize("split", [1, 37, 64])
 def test_gpu_chunks_bitwise_equal_single_run(split):
-    _require_gpu()
     full = _run("fast_ou_linear", "cuda")
     a = _run("fast_ou_linear", "cuda", n_paths=split)
     b = _run("fast_ou_linear", "cuda", n_paths=N_PATHS - split, path_offset=split)
@@ -180,7 +169,6 @@ def test_gpu_chunks_bitwise_equal_single_run(split):
 def test_gpu_continued_run_bitwise_equal_single_run(case):
     """A run stopped at a save step and continued with step_offset reproduces the whole run;
     the GPU continuation also matches the CPU one."""
-    _require_gpu()
     split = 4 * SAVE_EVERY
     dt = CASES[case]["dt"]
     info = ms.get_model(CASES[case].get("model", case))
@@ -197,12 +185,12 @@ def test_gpu_continued_run_bitwise_equal_single_run(case):
     _assert_close(cpu, b, RTOL64, ATOL64)
 
 
+@pytest.mark.cuda
 @pytest.mark.parametrize("case", ["double_well", "tilted_double_well", "lorenz96"])
 def test_gpu_first_passages_match_cpu(case):
     """First passages with the bridge test: same noise and decisions as the CPU lanes. A last-bit
     difference can flip a bridge draw at the margin, so outcomes must agree on all but a tiny
     fraction of paths and agree exactly in distribution."""
-    _require_gpu()
     from multiscale.validate import first_passage
 
     args = dict(CASES[case])
@@ -223,8 +211,8 @@ def test_gpu_first_passages_match_cpu(case):
     np.testing.assert_array_equal(again.final_state, gpu.final_state)
 
 
+@pytest.mark.cuda
 def test_gpu_ams_matches_cpu():
-    _require_gpu()
     from multiscale.validate import AMSOptions, ams
 
     kw = dict(x0=0.1, a=0.0, b=4.0, seed=3, options=AMSOptions(n_replicas=50, kill=5, n_runs=10, dt=1e-3))
@@ -244,7 +232,6 @@ def test_first_passage_on_a_missing_device_raises():
 def test_gpu_campaign_device_auto(tmp_path):
     """A campaign with device = "auto" runs its tasks on the GPU (one per rank; here rank 0 gets
     cuda:0) and reproduces the CPU campaign to rounding, checkpointed segments included."""
-    _require_gpu()
     from multiscale.campaign import load_spec, point_inputs, run_campaign
     from multiscale.campaign._store import Store
 
