@@ -1,4 +1,4 @@
-"""Time to estimate the averaged drift F on REFERENCE problem 2 to standard error 0.005.
+"""Time to estimate the averaged drift F on reference problem 2 to standard error 0.005.
 
 Problem 2 (``tilted_double_well``, a0 = 0.1, lam = 1.5): at a frozen slow state x the fast
 process runs in fast time, dY = -(Y^3 - Y - lam x) dtau + sqrt(2) dW (Euler-Maruyama), and the

@@ -1,4 +1,4 @@
-"""Throughput of the compiled simulation kernel on REFERENCE problem 1a.
+"""Throughput of the compiled simulation kernel on reference problem 1a.
 
 Times path-steps per second for eps = 0.01, dt = 1e-4, 1e5 paths x 1e3 steps, float64, on 1
 thread and on all threads, beside a well-written NumPy vectorised Euler-Maruyama of the same

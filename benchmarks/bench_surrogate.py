@@ -1,6 +1,6 @@
 """Learning layer: estimate-then-train wall time on problem 1a, and surrogate simulation speed.
 
-1. **Estimate then train** (REFERENCE problem 1a, ``fast_ou_linear``): the frozen-x averaging
+1. **Estimate then train** (reference problem 1a, ``fast_ou_linear``): the frozen-x averaging
    estimator on 41 points in [-2.5, 2.5] (200 fast-time units x 16 replicas per point), then a
    10-member deep ensemble (2 x 48 tanh, Adam 1500 epochs with early stopping + L-BFGS), on
    ``--threads`` threads (default 2). Target: under 60 s together. The same run trains a

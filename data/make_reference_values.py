@@ -72,7 +72,7 @@ def compute() -> dict:
     add("fast_ou_noise_drift_diffusion", "4", "multiscale.exact.fast_ou_noise_drift/diffusion", {"x": xs},
         {**{f"F({x:+g})": v for x, v in zip(xs, np.asarray(exact.fast_ou_noise_drift(np.array(xs))))},
          **{f"A({x:+g})": v for x, v in zip(xs, np.asarray(exact.fast_ou_noise_diffusion(np.array(xs))))}})
-    return {"description": "exact reference values of the benchmark problems (REFERENCE_PROBLEMS.md), "
+    return {"description": "exact reference values of the benchmark problems (docs/reference_problems.md), "
                            "computed by the multiscale package; regenerate with python data/make_reference_values.py",
             "entries": e}
 

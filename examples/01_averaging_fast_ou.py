@@ -1,4 +1,4 @@
-"""Averaging: a slow variable driven by a fast Ornstein-Uhlenbeck process (REFERENCE problem 1a).
+"""Averaging: a slow variable driven by a fast Ornstein-Uhlenbeck process (reference problem 1a).
 
 The full system (Ito), X slow and Y fast, with c = 0.5, sigma = 1, eps = 0.01:
 

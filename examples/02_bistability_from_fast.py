@@ -1,4 +1,4 @@
-"""Bistability created by a fast variable (REFERENCE problem 2, model `tilted_double_well`).
+"""Bistability created by a fast variable (reference problem 2, model `tilted_double_well`).
 
 The full system (Ito) is the gradient system of H(x, y) = x^2/2 - a0 x - lam x y + y^4/4 - y^2/2
 at unit temperature, with a0 = 0.1, lam = 1.5:

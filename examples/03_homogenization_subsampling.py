@@ -1,5 +1,5 @@
 """Homogenization: learning an effective diffusion from trajectories, and why subsampling
-matters (REFERENCE problem 3a, model `periodic_potential_quadratic`).
+matters (reference problem 3a, model `periodic_potential_quadratic`).
 
 A particle in the potential V(x) = x^2/2 plus a fast periodic potential p(x/eps),
 p(y) = A cos(2 pi y), at temperature sigma (A = 1, sigma = 0.5, eps = 0.1):

@@ -1,5 +1,5 @@
 """Homogenization with fast OU noise: the noise-induced (Ito-Stratonovich) drift
-(REFERENCE problem 4, model `fast_ou_noise`).
+(reference problem 4, model `fast_ou_noise`).
 
 The full system (Ito; X has no noise of its own, so there is no ambiguity), eps -> 0:
 

@@ -1,5 +1,5 @@
 """Metastability: mean first passage times against the exact integral and Eyring-Kramers
-(REFERENCE problem 5, model `double_well`).
+(reference problem 5, model `double_well`).
 
     dX = (X - X^3) dt + sigma dW,    U(x) = x^4/4 - x^2/2,   D = sigma^2/2.
 

@@ -1,5 +1,5 @@
 """Rare events: adaptive multilevel splitting against the exact probability, and what plain
-Monte Carlo would cost for the same error (REFERENCE problem 6a, model `ornstein_uhlenbeck`).
+Monte Carlo would cost for the same error (reference problem 6a, model `ornstein_uhlenbeck`).
 
     dX = -X dt + sqrt(2) dW,   X_0 = x0 = 0.1.
 

@@ -1,4 +1,4 @@
-"""The closure of two-scale Lorenz-96 (REFERENCE problem 7, model `lorenz96`): estimated by
+"""The closure of two-scale Lorenz-96 (reference problem 7, model `lorenz96`): estimated by
 averaging at frozen slow states, fitted by a cubic, and learned by a small neural ensemble.
 
 K = 8 slow X_k, each coupled to J = 32 fast Y_{j,k} on one ring of length JK (h = 1, b = 10,
@@ -19,7 +19,7 @@ There is no exact closure. What is exact, and checked:
   expected closure: their estimates must agree within their standard errors;
 - the learned closure must reproduce the estimates it was trained on, within their error bars.
 The cubic fit is printed beside the published cubic of Arnold et al. (2013) and the reproduction
-in REFERENCE_PROBLEMS.md, as a note only: both are fitted to data of the *coupled* model, not to
+in docs/reference_problems.md#problem-7-lorenz96, as a note only: both are fitted to data of the *coupled* model, not to
 frozen uniform states, and even they differ from each other by 1 to 2.5 in the tails.
 
 The fast ring is deterministic and chaotic: replicas start from 1e-3 perturbations, and their
@@ -79,7 +79,7 @@ table.note("step-size bias: max |U(2 dt) - U(dt)|, dt = 2.5e-4", f"{d[ok].max():
 cubic = np.polynomial.Polynomial.fit(xs[ok], U[ok], 3, w=1 / se[ok]).convert().coef
 chi2 = np.sum(((np.polynomial.Polynomial(cubic)(xs[ok]) - U[ok]) / se[ok]) ** 2) / max(ok.sum() - 4, 1)
 published = {"Arnold et al. 2013 (coupled, c = 10)": (0.341, 1.30, -0.0136, -0.00235),
-             "REFERENCE reproduction (coupled)": (0.700, 1.109, 0.0006, -0.00288)}
+             "reproduction in docs/reference_problems.md (coupled)": (0.700, 1.109, 0.0006, -0.00288)}
 table.note("cubic fit b0 + b1 x + b2 x^2 + b3 x^3", "  ".join(f"{c:+.4g}" for c in cubic), "",
            f"chi2/dof = {chi2:.3g}: a cubic is not exact here")
 for name, c in published.items():

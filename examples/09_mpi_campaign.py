@@ -1,5 +1,5 @@
 """A parameter sweep as a campaign: one TOML spec, run on one process or on MPI ranks, read back
-as one netCDF file (model `fast_ou_linear`, REFERENCE problem 1a over a grid of c and eps).
+as one netCDF file (model `fast_ou_linear`, reference problem 1a over a grid of c and eps).
 
     dX = (X - X^3 + c Y) dt + dU,    dY = -(Y - X)/eps dt + sqrt(2/eps) dV
 

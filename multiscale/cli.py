@@ -108,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output surrogate file (.h5)")
 
     r = sub.add_parser("run", help="run the whole pipeline (simulate, estimate, learn, validate, export) on the "
-                                   "built-in default problem (REFERENCE problem 2) or a configured one")
+                                   "built-in default problem (reference problem 2, tilted_double_well) or a "
+                                   "configured one")
     r.add_argument("--out", default="multiscale-run", help="output folder")
     r.add_argument("--config", default=None, help="TOML file with a [run] table (see multiscale.pipeline.RunConfig)")
     _add_model(r, "catalogue model with one slow variable", required=False)
@@ -169,6 +170,12 @@ def _cmd_campaign(a: argparse.Namespace) -> int:
     return 0 if not st["failed"] else 1
 
 
+#: printed after the catalogue: where its "exact answers" lines point
+REFERENCE_NOTE = ("Exact answers: the sections of docs/reference_problems.md named above (equations, exact values "
+                  "and the multiscale functions that compute them), in the source distribution and the repository; "
+                  "the installed package does not include docs/.")
+
+
 def _cmd_models(a: argparse.Namespace) -> int:
     from .models import get_model, list_models
 
@@ -178,6 +185,7 @@ def _cmd_models(a: argparse.Namespace) -> int:
     for info in list_models():
         print(info.summary())
         print()
+    print(REFERENCE_NOTE)
     return 0
 
 

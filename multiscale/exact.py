@@ -1,7 +1,9 @@
 """Exact reference answers computed by quadrature, for tests, validation and reports.
 
 These are mathematics, independent of the simulators: stationary laws of 1-D diffusions and
-closed-form Ornstein-Uhlenbeck and Euler-Maruyama moments.
+closed-form Ornstein-Uhlenbeck and Euler-Maruyama moments. "Reference problem N" is a section
+of ``docs/reference_problems.md`` (in the source distribution and the repository), which states
+each problem's equations and exact answers and names the function here that computes them.
 """
 from __future__ import annotations
 
@@ -43,18 +45,18 @@ def averaged_gradient_moments(potential: Callable[[np.ndarray], np.ndarray], sig
 
 
 def fast_ou_linear_moments(c: float = 0.5, sigma: float = 1.0, powers=(1, 2, 4)) -> dict[int, float]:
-    """REFERENCE problem 1a: averaged drift ``(1+c)x - x^3``; exact stationary moments of the
+    """Reference problem 1a: averaged drift ``(1+c)x - x^3``; exact stationary moments of the
     averaged SDE (the eps -> 0 limit of the full system's X-marginal)."""
     return averaged_gradient_moments(lambda x: -(1 + c) * x**2 / 2 + x**4 / 4, sigma, powers)
 
 
 def fast_ou_quadratic_moments(c: float = 0.5, sigma: float = 1.0, powers=(1, 2, 4)) -> dict[int, float]:
-    """REFERENCE problem 1b: ``E[Y^2 | x] = x^2 + 1`` gives averaged drift ``c + x + c x^2 - x^3``."""
+    """Reference problem 1b: ``E[Y^2 | x] = x^2 + 1`` gives averaged drift ``c + x + c x^2 - x^3``."""
     return averaged_gradient_moments(lambda x: -(c * x + x**2 / 2 + c * x**3 / 3 - x**4 / 4), sigma, powers)
 
 
 def fast_ou_noise_moments(powers=(2, 4), ito_correction: bool = True) -> dict[int, float]:
-    """REFERENCE problem 4: the homogenized limit has density ``(1+x^2)^{-1/2} e^{-x^2/2}``.
+    """Reference problem 4: the homogenized limit has density ``(1+x^2)^{-1/2} e^{-x^2/2}``.
 
     ``ito_correction=False`` gives the *wrong* limit (no ``f f'`` drift), density
     ``(1+x^2)^{-1} e^{-x^2/2}``; a correct simulator must converge to the first, not this.
@@ -85,7 +87,7 @@ def euler_ou_fast_variance(h: float) -> float:
 
 def fast_ou_quadratic_euler_moments(h: float, c: float = 0.5, sigma: float = 1.0,
                                     powers=(1, 2, 4)) -> dict[int, float]:
-    """REFERENCE problem 1b when the fast OU is advanced by Euler-Maruyama at step ``h = dt/eps``.
+    """Reference problem 1b when the fast OU is advanced by Euler-Maruyama at step ``h = dt/eps``.
 
     As ``eps -> 0`` at fixed ``h`` the Euler chain for the fast OU has the stationary law
     ``N(x, v)`` with ``v = 1/(1 - h/2)`` (:func:`euler_ou_fast_variance`) instead of
@@ -122,7 +124,7 @@ def _gaussian_moment(mu: np.ndarray, k: int) -> np.ndarray:
 
 
 def tilted_double_well_log_partition(s: float) -> float:
-    """``log Z(s)``, ``Z(s) = int exp(-y^4/4 + y^2/2 + s y) dy`` (REFERENCE problem 2), by quadrature.
+    """``log Z(s)``, ``Z(s) = int exp(-y^4/4 + y^2/2 + s y) dy`` (reference problem 2), by quadrature.
 
     ``Z(lam x)`` normalises the frozen fast law ``mu_x(dy) ∝ exp(-y^4/4 + y^2/2 + lam x y) dy``;
     the log form stays finite for large ``|s|`` where ``Z`` itself overflows.
@@ -152,7 +154,7 @@ def tilted_double_well_log_partition(s: float) -> float:
 
 
 def tilted_double_well_x_log_density(x: np.ndarray, a0: float = 0.1, lam: float = 1.5) -> np.ndarray:
-    """Unnormalised log of the invariant X-marginal of REFERENCE problem 2.
+    """Unnormalised log of the invariant X-marginal of reference problem 2.
 
     ``a0 x - x^2/2 + log Z(lam x)``: exact for the full system at every eps, and the invariant
     density of the averaged SDE. Pass it to :func:`stationary_moments_1d` for the X-route of
@@ -193,7 +195,7 @@ def _tilted_double_well_y_law(a0: float, lam: float):
 
 
 def tilted_double_well_moments(a0: float = 0.1, lam: float = 1.5, powers=(1, 2, 4)) -> dict[int, float]:
-    """REFERENCE problem 2: exact moments ``E[X^k]`` of the invariant X-marginal,
+    """Reference problem 2: exact moments ``E[X^k]`` of the invariant X-marginal,
     ``rho(x) ∝ exp(a0 x - x^2/2) Z(lam x)``.
 
     The full system is the reversible gradient system of ``H`` at unit temperature, so these are
@@ -223,7 +225,7 @@ def tilted_double_well_moments(a0: float = 0.1, lam: float = 1.5, powers=(1, 2, 
 
 
 def tilted_double_well_prob_positive(a0: float = 0.1, lam: float = 1.5) -> float:
-    """REFERENCE problem 2: ``P(X > 0)`` under the invariant law.
+    """Reference problem 2: ``P(X > 0)`` under the invariant law.
 
     Computed as ``E[Phi(a0 + lam Y)]`` over the Y-marginal (``X | Y ~ N(a0 + lam Y, 1)``).
 
@@ -252,7 +254,7 @@ def _periodic_base_potential(potential: str) -> Callable[[np.ndarray], np.ndarra
 
 
 def periodic_homogenized_K(A: float = 1.0, sigma: float = 0.5) -> float:
-    """REFERENCE problem 3: the homogenization factor ``K = L^2 / (Z Zhat)`` of a period-1
+    """Reference problem 3: the homogenization factor ``K = L^2 / (Z Zhat)`` of a period-1
     potential ``p(y) = A cos(2 pi y)`` at temperature ``sigma``, by quadrature of
     ``Z = int_0^1 exp(-p/sigma)`` and ``Zhat = int_0^1 exp(+p/sigma)``.
 
@@ -267,7 +269,7 @@ def periodic_homogenized_K(A: float = 1.0, sigma: float = 0.5) -> float:
 
 def periodic_potential_moments(potential: str = "quadratic", sigma: float = 0.5, A: float = 1.0,
                                eps: float | None = None, powers=(2, 4)) -> dict[int, float]:
-    """REFERENCE problem 3: invariant moments of ``dX = -V'(X) dt - (1/eps) p'(X/eps) dt +
+    """Reference problem 3: invariant moments of ``dX = -V'(X) dt - (1/eps) p'(X/eps) dt +
     sqrt(2 sigma) dW`` with ``p(y) = A cos(2 pi y)``.
 
     Parameters
@@ -305,7 +307,7 @@ def periodic_potential_moments(potential: str = "quadratic", sigma: float = 0.5,
 
 
 def double_well_moments(sigma: float = 0.4, powers=(2, 4)) -> dict[int, float]:
-    """REFERENCE problem 5: stationary moments of ``dX = (X - X^3) dt + sigma dW``.
+    """Reference problem 5: stationary moments of ``dX = (X - X^3) dt + sigma dW``.
 
     The density is ``∝ exp(-2U/sigma^2)``, ``U = x^4/4 - x^2/2``; odd moments vanish and
     ``E[X^4] = E[X^2] + sigma^2/2`` (from ``E[L x^2] = 0``).
@@ -325,7 +327,7 @@ def double_well_moments(sigma: float = 0.4, powers=(2, 4)) -> dict[int, float]:
 
 
 def fast_ou_linear_drift(x, c: float = 0.5) -> np.ndarray:
-    """REFERENCE problem 1a: the averaged drift ``F(x) = (1 + c) x - x^3``.
+    """Reference problem 1a: the averaged drift ``F(x) = (1 + c) x - x^3``.
 
     The frozen fast process ``dY = -(Y - x) ds + sqrt(2) dW`` has invariant law ``N(x, 1)``, so
     ``F(x) = x - x^3 + c E[Y] = (1 + c) x - x^3`` (``1.5 x - x^3`` for the default ``c``). The
@@ -349,7 +351,7 @@ def fast_ou_linear_drift(x, c: float = 0.5) -> np.ndarray:
 
 
 def fast_ou_quadratic_drift(x, c: float = 0.5, h: float = 0.0) -> np.ndarray:
-    """REFERENCE problem 1b: the averaged drift ``F(x) = c E[Y^2 | x] + x - x^3``.
+    """Reference problem 1b: the averaged drift ``F(x) = c E[Y^2 | x] + x - x^3``.
 
     With the exact fast process (``h = 0``) ``E[Y^2 | x] = x^2 + 1`` and
     ``F = c + x + c x^2 - x^3``. When the fast OU is advanced by Euler-Maruyama at fast step
@@ -404,7 +406,7 @@ def _tilted_double_well_moment_ratio(s: float, k: int) -> float:
 
 
 def tilted_double_well_fast_mean(s) -> np.ndarray:
-    """REFERENCE problem 2: ``m(s) = E_mu[Y] = d/ds log Z(s)`` of the tilted fast double well.
+    """Reference problem 2: ``m(s) = E_mu[Y] = d/ds log Z(s)`` of the tilted fast double well.
 
     ``mu(dy) ∝ exp(-y^4/4 + y^2/2 + s y) dy``; ``m`` is odd and increasing. Computed as the
     ratio of two quadratures (:func:`tilted_double_well_log_partition` gives an independent
@@ -425,7 +427,7 @@ def tilted_double_well_fast_mean(s) -> np.ndarray:
 
 
 def tilted_double_well_fast_second_moment(s) -> np.ndarray:
-    """REFERENCE problem 2: ``E_mu[Y^2]`` of the tilted fast double well (see
+    """Reference problem 2: ``E_mu[Y^2]`` of the tilted fast double well (see
     :func:`tilted_double_well_fast_mean`).
 
     Parameters
@@ -443,7 +445,7 @@ def tilted_double_well_fast_second_moment(s) -> np.ndarray:
 
 
 def tilted_double_well_drift(x, a0: float = 0.1, lam: float = 1.5) -> np.ndarray:
-    """REFERENCE problem 2: the averaged drift ``F(x) = a0 - x + lam m(lam x)``.
+    """Reference problem 2: the averaged drift ``F(x) = a0 - x + lam m(lam x)``.
 
     ``m`` is the mean of the frozen fast law (:func:`tilted_double_well_fast_mean`). ``F - a0``
     is odd; for the defaults ``F(-1) = -0.623243199463``, ``F(0) = 0.1``,
@@ -466,7 +468,7 @@ def tilted_double_well_drift(x, a0: float = 0.1, lam: float = 1.5) -> np.ndarray
 
 
 def fast_ou_noise_drift(x, ito_correction: bool = True) -> np.ndarray:
-    """REFERENCE problem 4: drift of the homogenized SDE, ``h + f f' = -x^3``.
+    """Reference problem 4: drift of the homogenized SDE, ``h + f f' = -x^3``.
 
     ``h = -x - x^3``, ``f = sqrt(1 + x^2)``, ``f f' = x``: the corrector term
     ``E[(d/dx Phi) f0] = x`` (``Phi = f(x) y``). ``ito_correction=False`` gives the wrong limit
@@ -487,7 +489,7 @@ def fast_ou_noise_drift(x, ito_correction: bool = True) -> np.ndarray:
 
 
 def fast_ou_noise_diffusion(x) -> np.ndarray:
-    """REFERENCE problem 4: diffusion ``A(x) = 2 f(x)^2 = 2 (1 + x^2)`` of the homogenized SDE.
+    """Reference problem 4: diffusion ``A(x) = 2 f(x)^2 = 2 (1 + x^2)`` of the homogenized SDE.
 
     The Green-Kubo integral ``2 int_0^inf E[f Y_0 f Y_t] dt`` with ``E[Y_0 Y_t] = e^{-t}``.
 
@@ -505,7 +507,7 @@ def fast_ou_noise_diffusion(x) -> np.ndarray:
 
 
 def fast_ou_drift_correlation_time(x, coupling: str = "linear") -> np.ndarray:
-    """REFERENCE problems 1a/1b: integrated autocorrelation time ``int_0^inf corr(f(Y_0), f(Y_s)) ds``
+    """Reference problems 1a/1b: integrated autocorrelation time ``int_0^inf corr(f(Y_0), f(Y_s)) ds``
     of the slow drift along the frozen fast OU process (fast time units).
 
     With ``Y = x + U``, ``U`` the unit OU (``E[U_0 U_s] = e^{-s}``): for ``f = c Y`` (1a) the

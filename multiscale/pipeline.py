@@ -1,6 +1,6 @@
 """The main job: ``multiscale run``.
 
-Runs the whole pipeline on the built-in default problem, REFERENCE problem 2 (a slow variable
+Runs the whole pipeline on the built-in default problem, reference problem 2 (a slow variable
 whose bistability is created by a fast tilted double well), or on another catalogue model with
 one slow variable and a known exact limit, and writes everything to one folder:
 

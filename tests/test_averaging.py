@@ -1,7 +1,7 @@
 """The frozen-x micro-solver (:class:`multiscale.averaging.AveragingEstimator`) against exact
 averaged and homogenized coefficients.
 
-Exact answers come from :mod:`multiscale.exact` (quadrature and closed forms of REFERENCE
+Exact answers come from :mod:`multiscale.exact` (quadrature and closed forms of reference
 problems 1a, 1b, 2 and 4). Statistical checks compare an estimate with the exact value in units
 of the estimator's own standard error (``|est - exact| < 4 se``) and check that the standard
 errors are honest: over many points and seeds, the z-scores must look standard normal (count of
@@ -59,7 +59,7 @@ def assert_honest_z(z):
 # exact answers used below
 # ----------------------------------------------------------------------------------------------
 
-# REFERENCE_PROBLEMS.md problem 2, table of F(x) (a0 = 0.1, lam = 1.5), 12 decimals.
+# docs/reference_problems.md#problem-2-tilted_double_well, table of F(x) (a0 = 0.1, lam = 1.5), 12 decimals.
 TDW_TABLE = {-3.0: 0.430817752138, -2.5: 0.082615467395, -2.0: -0.234471727745,
              -1.0: -0.623243199463, 0.0: 0.1, 1.0: 0.823243199463, 2.0: 0.434471727745,
              2.5: 0.117384532605, 3.0: -0.230817752138}

@@ -1,7 +1,7 @@
 """Every command shown in the documentation is run by a test, so the documentation cannot rot.
 
-The fenced code blocks of README.md and docs/guide.md (when it exists) are extracted and run in
-document order, each document in its own temporary working directory (later blocks may read the
+The fenced code blocks of README.md, docs/guide.md and docs/reference_problems.md (when they
+exist) are extracted and run in document order, each document in its own temporary working directory (later blocks may read the
 files earlier ones wrote, as a reader following the document in one directory would):
 
 - ```python blocks: each in a fresh interpreter (a temporary .py file), PYTHONPATH pointing at
@@ -38,7 +38,8 @@ import multiscale as ms
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG_PARENT = Path(ms.__file__).resolve().parents[1]
-DOCS = [p for p in (ROOT / "README.md", ROOT / "docs" / "guide.md") if p.is_file()]
+DOCS = [p for p in (ROOT / "README.md", ROOT / "docs" / "guide.md", ROOT / "docs" / "reference_problems.md")
+        if p.is_file()]
 
 # The one skip table: (document, a substring of the block (python) or the start of the command
 # (bash)) -> reason. Each entry must match at least one block or command.

@@ -58,7 +58,7 @@ def programs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A small surrogate of REFERENCE problem 1a, exported."""
+    """A small surrogate of reference problem 1a, exported."""
     avg = ms.AveragingEstimator(ms.AveragingOptions(dt=0.05, burn_in=10.0, time=200.0, batch=10.0),
                                 seed=2).fit("fast_ou_linear", np.linspace(-2.5, 2.5, 41)).result_
     opts = SurrogateOptions(members=4, hidden=(16, 16), epochs=400, lbfgs_steps=300, seed=1)

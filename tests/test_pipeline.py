@@ -31,7 +31,7 @@ def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """The whole pipeline on the default problem (REFERENCE problem 2) at reduced size."""
+    """The whole pipeline on the default problem (reference problem 2) at reduced size."""
     out = tmp_path_factory.mktemp("run")
     r = _cli("run", "--quick", "--out", str(out), "--seed", "1")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -53,7 +53,7 @@ def test_main_job_writes_the_report_and_every_check_passes(run_dir):
         assert heading in report
     v = xr.open_dataset(run_dir / "validation.nc")
     assert set(v["mfpt"].coords["direction"].values) == {"left_to_right", "right_to_left"}
-    # the exact limit's MFPTs (REFERENCE problem 2: 22.7353 and 36.6116; reflecting at the
+    # the exact limit's MFPTs (reference problem 2: 22.7353 and 36.6116; reflecting at the
     # domain's ends changes them by < 0.1%)
     assert float(v["mfpt"].sel(direction="left_to_right", source="exact")) == pytest.approx(22.73530191, rel=1e-3)
     assert float(v["mfpt"].sel(direction="right_to_left", source="exact")) == pytest.approx(36.61158752, rel=1e-3)

@@ -1,4 +1,4 @@
-"""The learning layer against exact answers (REFERENCE problems 1a, 3a, 4) and its contracts."""
+"""The learning layer against exact answers (reference problems 1a, 3a, 4 of docs/reference_problems.md) and its contracts."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Validation layer against exact answers (REFERENCE problems 1a, 2, 5, 6), with tolerances
+"""Validation layer against exact answers (reference problems 1a, 2, 5, 6 of docs/reference_problems.md), with tolerances
 from the estimators' own standard errors; exact values are computed here by quadrature."""
 from __future__ import annotations
 

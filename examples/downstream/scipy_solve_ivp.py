@@ -6,7 +6,7 @@ library via ctypes: no torch and no multiscale Python model are needed at run ti
     python examples/downstream/scipy_solve_ivp.py surrogate.mss [--x0 -2 -0.5 0.5 2] [--t 20]
 
 Prints, for each initial state, the state the deterministic flow dx/dt = b(x) reaches (for
-REFERENCE problem 1a's surrogate: the wells near +-sqrt(1.5) = +-1.2247).
+reference problem 1a's surrogate: the wells near +-sqrt(1.5) = +-1.2247).
 """
 from __future__ import annotations
 

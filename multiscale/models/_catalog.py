@@ -77,7 +77,9 @@ class ModelInfo:
     default_eps : float or None
         The scale separation used when none is given.
     reference : str
-        Where exact answers for the model are documented.
+        Where the model's equations and exact answers are documented: a section of
+        ``docs/reference_problems.md`` (``path#anchor``), a page of the source distribution and
+        the repository (the installed package does not include ``docs/``).
     exact_ou : bool
         Whether the fast drift is linear, ``-theta (y - mu(x))``, so the exact
         Ornstein-Uhlenbeck fast step applies.
@@ -246,17 +248,17 @@ _SIGMA = Param("sigma", 1.0, "slow noise amplitude", _nonnegative)
 CATALOG: tuple[ModelInfo, ...] = (
     ModelInfo(
         "fast_ou_linear", 0,
-        "averaging with a linear fast OU process (REFERENCE problem 1a); averaged drift 1.5x - x^3",
+        "averaging with a linear fast OU process (problem 1a); averaged drift 1.5x - x^3",
         "dX = (X - X^3 + c Y) dt + sigma dU;  dY = -(Y - X)/eps dt + sqrt(2/eps) dV",
         Scaling.AVERAGING, (Param("c", 0.5, "coupling to the fast variable"), _SIGMA),
-        True, 0.01, "REFERENCE_PROBLEMS.md problem 1a", True,
+        True, 0.01, "docs/reference_problems.md#problem-1a-fast_ou_linear", True,
         _fixed(1, 1), _names_1d(1), _init(0.0, 0.0), ("problem1a",)),
     ModelInfo(
         "fast_ou_quadratic", 1,
         "as fast_ou_linear with coupling c Y^2, sensitive to the fast variance (problem 1b)",
         "dX = (X - X^3 + c Y^2) dt + sigma dU;  dY = -(Y - X)/eps dt + sqrt(2/eps) dV",
         Scaling.AVERAGING, (Param("c", 0.5, "coupling to the fast variable"), _SIGMA),
-        True, 0.01, "REFERENCE_PROBLEMS.md problem 1b", True,
+        True, 0.01, "docs/reference_problems.md#problem-1b-fast_ou_quadratic", True,
         _fixed(1, 1), _names_1d(1), _init(0.0, 0.0), ("problem1b",)),
     ModelInfo(
         "tilted_double_well", 2,
@@ -264,7 +266,7 @@ CATALOG: tuple[ModelInfo, ...] = (
         "dX = (a0 - X + lam Y) dt + sqrt(2) dU;  dY = -(Y^3 - Y - lam X)/eps dt + sqrt(2/eps) dV",
         Scaling.AVERAGING,
         (Param("a0", 0.1, "constant slow forcing"), Param("lam", 1.5, "slow/fast coupling")),
-        True, 0.03, "REFERENCE_PROBLEMS.md problem 2", False,
+        True, 0.03, "docs/reference_problems.md#problem-2-tilted_double_well", False,
         _fixed(1, 1), _names_1d(1), _init(0.0, 0.0), ("problem2",)),
     ModelInfo(
         "periodic_potential_quadratic", 3,
@@ -273,7 +275,7 @@ CATALOG: tuple[ModelInfo, ...] = (
         Scaling.NONE,
         (Param("A", 1.0, "amplitude of the periodic potential"),
          Param("sigma", 0.5, "temperature (noise sqrt(2 sigma))", _positive)),
-        True, 0.2, "REFERENCE_PROBLEMS.md problem 3a", False,
+        True, 0.2, "docs/reference_problems.md#problem-3a-periodic_potential_quadratic", False,
         _fixed(1, 0), _names_1d(0), _init(0.0), ("problem3a",)),
     ModelInfo(
         "periodic_potential_quartic", 4,
@@ -282,20 +284,20 @@ CATALOG: tuple[ModelInfo, ...] = (
         Scaling.NONE,
         (Param("A", 1.0, "amplitude of the periodic potential"),
          Param("sigma", 0.5, "temperature (noise sqrt(2 sigma))", _positive)),
-        True, 0.2, "REFERENCE_PROBLEMS.md problem 3b", False,
+        True, 0.2, "docs/reference_problems.md#problem-3b-periodic_potential_quartic", False,
         _fixed(1, 0), _names_1d(0), _init(-1.0), ("problem3b",)),
     ModelInfo(
         "fast_ou_noise", 5,
         "homogenization with fast OU noise; the limit carries the Ito-Stratonovich correction (problem 4)",
         "dX = (-X - X^3 + sqrt(1 + X^2) Y/eps) dt;  dY = -Y/eps^2 dt + sqrt(2)/eps dV",
-        Scaling.HOMOGENIZATION, (), True, 0.05, "REFERENCE_PROBLEMS.md problem 4", True,
+        Scaling.HOMOGENIZATION, (), True, 0.05, "docs/reference_problems.md#problem-4-fast_ou_noise", True,
         _fixed(1, 1), _names_1d(1), _init(0.0, 0.0), ("problem4",)),
     ModelInfo(
         "double_well", 6,
         "single-scale symmetric double well, metastable for small sigma (problem 5)",
         "dX = (X - X^3) dt + sigma dW",
         Scaling.NONE, (Param("sigma", 0.4, "noise amplitude", _nonnegative),),
-        False, None, "REFERENCE_PROBLEMS.md problem 5", False,
+        False, None, "docs/reference_problems.md#problem-5-double_well", False,
         _fixed(1, 0), _names_1d(0), _init(-1.0), ("problem5",)),
     ModelInfo(
         "ornstein_uhlenbeck", 7,
@@ -303,7 +305,7 @@ CATALOG: tuple[ModelInfo, ...] = (
         "dX = -theta X dt + sqrt(2 D) dW",
         Scaling.NONE,
         (Param("theta", 1.0, "mean-reversion rate"), Param("D", 1.0, "diffusion coefficient", _nonnegative)),
-        False, None, "REFERENCE_PROBLEMS.md problem 6a", False,
+        False, None, "docs/reference_problems.md#problem-6a-ornstein_uhlenbeck", False,
         _fixed(1, 0), _names_1d(0), _init(0.1), ("problem6a", "ou")),
     ModelInfo(
         "lorenz96", 8,
@@ -318,7 +320,7 @@ CATALOG: tuple[ModelInfo, ...] = (
          Param("F", 20.0, "forcing"),
          Param("sigma_x", 0.0, "additive slow noise", _nonnegative),
          Param("sigma_y", 0.0, "additive fast noise", _nonnegative)),
-        False, None, "REFERENCE_PROBLEMS.md problem 7 (published closure fits)", False,
+        False, None, "docs/reference_problems.md#problem-7-lorenz96", False,
         _l96_dims, _l96_names, _l96_initial, ("l96", "problem7")),
 )
 

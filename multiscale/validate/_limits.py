@@ -58,7 +58,7 @@ def exact_limit(model: str, params: Mapping[str, float] | None = None) -> ExactL
     p = info.resolve_params(params)
     if info.core is not None:  # a user model: its name may be a catalogue name, its equations not
         return _user_limit(info, p)
-    if info.name == "tilted_double_well":  # REFERENCE problem 2
+    if info.name == "tilted_double_well":  # reference problem 2
         a0, lam = p["a0"], p["lam"]
         return ExactLimit(lambda x: a0 - np.asarray(x, float) + lam * _tilted_fast_mean(lam * np.asarray(x, float)),
                           lambda x: np.full(np.shape(x), 2.0),

@@ -4,8 +4,8 @@
 // hitting probabilities and adaptive multilevel splitting (AMS), on CPU and CUDA.
 //
 // Crossings between steps: with discrete monitoring an Euler path misses excursions across
-// a level inside a step, which biases hitting probabilities by O(sqrt(dt)) (REFERENCE problem
-// 6: +11% at dt = 1e-3 for the OU escape). Conditional on the two end points, xi over one step
+// a level inside a step, which biases hitting probabilities by O(sqrt(dt)) (reference problem
+// 6a: +11% at dt = 1e-3 for the OU escape). Conditional on the two end points, xi over one step
 // is approximately a Brownian bridge with variance rate v/dt (v = the step's noise variance of
 // xi), which crosses level L (both end points on the same side) with probability
 //     p = exp(-2 (L - xi_n)(L - xi_{n+1}) / v)      (e.g. Glasserman, Monte Carlo Methods in

@@ -5,7 +5,7 @@
 //   fast, exact OU (model with g = -theta (y - mu(x)), beta independent of y):
 //          y' = mu(x) + e^{-theta tau}(y - mu(x)) + beta sqrt((1 - e^{-2 theta tau})/(2 theta)) z_y
 // The exact OU update removes the O(tau) bias of Euler in the fast invariant measure
-// (REFERENCE problem 1b: +5% fast variance at dt/eps = 0.1). Both updates use the state at the
+// (reference problem 1b: +5% fast variance at dt/eps = 0.1). Both updates use the state at the
 // start of the step (explicit), so the scheme is Euler-Maruyama in x with weak order 1.
 #pragma once
 #include <cmath>

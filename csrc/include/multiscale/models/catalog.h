@@ -1,5 +1,5 @@
-// The built-in model catalogue: REFERENCE problems 1a, 1b, 2, 3a, 3b, 4, 5, 6a and the two-scale
-// Lorenz-96 system. Parameter order here is the order of the Python catalogue
+// The built-in model catalogue: reference problems 1a, 1b, 2, 3a, 3b, 4, 5, 6a and the two-scale
+// Lorenz-96 system (equations and exact answers: docs/reference_problems.md). Parameter order here is the order of the Python catalogue
 // (multiscale/models/_catalog.py), which also holds names, defaults and descriptions.
 #pragma once
 #include "common.h"
