@@ -12,8 +12,8 @@ files earlier ones wrote, as a reader following the document in one directory wo
   ``multiscale ...`` / ``python -m multiscale ...`` run for real, in order; ``python
   benchmarks/...`` runs with ``--help`` only (a benchmark takes minutes); ``python examples/...``
   is checked to be one of the scripts tests/test_examples.py runs with ``--quick``; the set-up
-  (``pip install``, ``apt-get install``) and the two headline commands (``multiscale run``,
-  ``pytest``) are what CI runs (.ci/run), checked by ``test_ci_runs_the_readme_commands``.
+  (``pip install``, ``apt-get install``) and the headline commands (``multiscale run``,
+  ``pytest``, ``pytest -m slow``) are what CI runs (.ci/run), checked by ``test_ci_runs_the_readme_commands``.
   Anything else fails: a new command form needs a runner here or an entry in SKIP.
 - Cluster-only lines (srun, sbatch, #SBATCH, mpiexec -n N with N > 2) must not be in ```bash
   fences (use ```text); ``mpiexec -n 1|2 ...`` runs where mpiexec is installed, skips otherwise.
@@ -54,7 +54,7 @@ SKIP: dict[tuple[str, str], str] = {
 }
 
 # Commands that CI runs itself (.ci/run) and that are therefore not run again here.
-CI_HEADLINES = ("multiscale run", "pytest")
+CI_HEADLINES = ("multiscale run", "pytest", "pytest -m slow")
 # .ci/run commands that are not README commands, with the reason.
 CI_ONLY = {
     'python -c "import json, multiscale; print(json.dumps(multiscale.build_info()))"':
@@ -153,7 +153,7 @@ def _run_command(words: list[str], block: Block, cwd: Path, env: dict) -> str:
     if words[0] == "multiscale" and " ".join(words) in CI_HEADLINES:
         return "run by .ci/run"
     if words[0] == "pytest" or words[:3] == ["python", "-m", "pytest"]:
-        assert " ".join(words) in CI_HEADLINES, f"{cmd!r}: only the README's headline `pytest` is documented"
+        assert " ".join(words) in CI_HEADLINES, f"{cmd!r}: only the README headline pytest commands are documented"
         return "run by .ci/run"
     if words[:2] in (["pip", "install"], ["apt-get", "install"]) or words[:4] == ["python", "-m", "pip", "install"]:
         return "set-up, run by .ci/run"
