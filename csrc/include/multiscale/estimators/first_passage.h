@@ -18,17 +18,10 @@
 #include "../integrators/euler_maruyama.h"
 #include "../rng/normal.h"
 #include "../rng/philox.h"
+#include "../rng/streams.h"
+#include "../status.h"
 
 namespace ms {
-
-// How a segment ended.
-enum Outcome : int8_t {
-  OUTCOME_LO = 0,         // xi reached lo (set A)
-  OUTCOME_HI = 1,         // xi reached hi (set B)
-  OUTCOME_LEVEL = 2,      // xi exceeded the stopping level (AMS branching point), not in A or B
-  OUTCOME_MAX_STEPS = 3,  // step budget spent first
-  OUTCOME_NONFINITE = 4,  // the state became NaN/inf; the last finite state is kept
-};
 
 // Uniform (b + 1/2) / 2^52 in (0, 1) from the top 52 random bits b, built from the bit pattern
 // of a double in [1, 2) (no integer-to-double conversion, so the lane loop vectorises).
