@@ -30,7 +30,7 @@ __global__ void passage_kernel(M m, StepCoef<double> k, PhiloxKey key, int64_t n
                                int64_t budget, bool first) {
   const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (p >= n || (!first && outcome[p] >= 0)) return;
-  const int nx = m.nx(), ny = m.ny(), dim = nx + ny;
+  const int nx = m.nx(), ny = m.ny();
   const PassageArgs a{w, lo, hi, level[p], max_steps};
   const uint32_t path = ids[p];
 
