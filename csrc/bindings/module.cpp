@@ -372,8 +372,8 @@ e.g. {"LO": 0, "HI": 1, ...}.)doc");
       py::arg("model_id"), py::arg("params"), py::arg("eps"),
       R"doc(State dimensions (nx, ny) of a catalogue model.
 
-model_id: catalogue id; params: (n_params,) float64; eps: scale separation (some models size
-their state by it). Returns (nx, ny): slow and fast dimensions.)doc");
+model_id: catalogue id; params: (n_params,) float64; eps: scale separation (the model is built
+from params and eps). Returns (nx, ny): slow and fast dimensions.)doc");
 
   m.def(
       "model_coefficients",
@@ -404,9 +404,10 @@ their state by it). Returns (nx, ny): slow and fast dimensions.)doc");
       py::arg("model_id"), py::arg("params"), py::arg("eps"), py::arg("x"), py::arg("y"),
       R"doc(The model's coefficient functions at n state pairs (x_k, y_k).
 
-x: (n, nx) float64, y: (n, ny) float64. Returns a dict of float64 arrays: f (n, nx) slow drift
-(f1 under homogenization), f0 (n, nx) the O(1/eps) slow drift (zeros under averaging), a (n, nx)
-diagonal slow noise alpha, g (n, ny) fast drift, b (n, ny) diagonal fast noise beta.)doc");
+x: (n, nx) float64, y: (n, ny) float64. Returns a dict of float64 arrays, unscaled (the 1/eps
+factors of the scaling not applied): f (n, nx) slow drift (f1 under homogenization), f0 (n, nx)
+the 1/eps part of a homogenization drift (zeros otherwise), a (n, nx) diagonal slow noise alpha,
+g (n, ny) fast drift, b (n, ny) diagonal fast noise beta.)doc");
 
   static const char* simulate_doc = R"doc(Euler-Maruyama ensemble of the full fast/slow SDE.
 
