@@ -86,8 +86,10 @@ def main() -> None:
         "kernel_1thread": lambda: kernel(1),
         f"kernel_{ncpu}threads": lambda: kernel(ncpu),
         "kernel_float32_1thread": lambda: kernel(1, ms.Precision.FLOAT32),
-        "normals_only_1thread": lambda: _core.normals_probe(n, k, 2, 1, 1, False),
-        f"normals_only_{ncpu}threads": lambda: _core.normals_probe(n, k, 2, 1, ncpu, False),
+        "normals_only_1thread": lambda: _core.normals_probe(n_paths=n, n_steps=k, per_step=2, seed=1, threads=1,
+                                                            single=False),
+        f"normals_only_{ncpu}threads": lambda: _core.normals_probe(n_paths=n, n_steps=k, per_step=2, seed=1,
+                                                                   threads=ncpu, single=False),
     }
     # Interleave the cases within each repeat, so that a noisy neighbour slows all of them alike,
     # and report the median over repeats of each paired ratio (robust on shared machines).
@@ -114,8 +116,10 @@ def main() -> None:
         p = np.array([C, SIGMA])
         big_n, big_k = 1 << 22, 2000
         for prec, single in (("float32", True), ("float64", False)):
-            _core.cuda_time_kernel(0, p, EPS, DT, big_n, 10, 1, False, single, 0)  # warm-up
-            secs = _core.cuda_time_kernel(0, p, EPS, DT, big_n, big_k, 1, False, single, 0)
+            kw = dict(model_id=0, params=p, eps=EPS, dt=DT, n_paths=big_n, seed=1, exact_ou=False, single=single,
+                      device=0)
+            _core.cuda_time_kernel(n_steps=10, **kw)  # warm-up
+            secs = _core.cuda_time_kernel(n_steps=big_k, **kw)
             rows[f"gpu_{prec}"] = big_n * big_k / secs
         ratios["gpu_float64 / cpu_all_threads"] = rows["gpu_float64"] / rows[f"kernel_{ncpu}threads"]
         ratios["gpu_float32 / cpu_all_threads"] = rows["gpu_float32"] / rows[f"kernel_{ncpu}threads"]

@@ -20,8 +20,10 @@
 #include "multiscale/estimators/exact_sum.h"
 #include "multiscale/estimators/first_passage.h"
 #include "multiscale/rng/normal.h"
-#include "multiscale/view.h"
 #include "multiscale/rng/philox.h"
+#include "multiscale/rng/streams.h"
+#include "multiscale/status.h"
+#include "multiscale/view.h"
 
 namespace py = pybind11;
 
@@ -219,7 +221,7 @@ T* inout(py::array& a, const std::vector<py::ssize_t>& shape, const char* name) 
 }
 
 template <class Real>
-bool frozen_impl(int model_id, const CArray<double>& params, double eps, const CArray<double>& x_points,
+void frozen_impl(int model_id, const CArray<double>& params, double eps, const CArray<double>& x_points,
                  const CArray<uint8_t>& active, int64_t replicas, uint64_t seed, double dtau,
                  int64_t burn_steps, int64_t burn_total, int64_t steps, int64_t batch_len, bool exact_ou,
                  bool corrector, double fd_step, int threads, py::array ystate, py::array acc,
@@ -263,7 +265,6 @@ bool frozen_impl(int model_id, const CArray<double>& params, double eps, const C
   on_device(
       device, signalled, [&] { ms::cpu::frozen_average<Real>(spec, out); },
       [&](auto dev) { ms::cuda::frozen_average<Real>(spec, out, dev); });
-  return false;
 }
 
 }  // namespace
@@ -271,7 +272,7 @@ bool frozen_impl(int model_id, const CArray<double>& params, double eps, const C
 // First-passage segments; `state` (n, dim) float64 is updated in place to the final states.
 py::dict passage_impl(int model_id, const CArray<double>& params, double eps, double dt, bool exact_ou,
                       uint64_t seed, py::array state, const CArray<uint32_t>& path_ids,
-                      const CArray<double>& level, const CArray<double>& w, double lo, double hi,
+                      const CArray<double>& levels, const CArray<double>& w, double lo, double hi,
                       int64_t max_steps, bool bridge, int threads, int device) {
   ms::PassageSpec spec;
   spec.model_id = model_id;
@@ -281,7 +282,7 @@ py::dict passage_impl(int model_id, const CArray<double>& params, double eps, do
   if (dims.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(model_id));
   const int dim = dims.first + dims.second;
   const py::ssize_t n = path_ids.size();
-  if (level.size() != n || w.size() != dim || max_steps < 0 || !(dt > 0) || !(lo < hi))
+  if (levels.size() != n || w.size() != dim || max_steps < 0 || !(dt > 0) || !(lo < hi))
     throw std::invalid_argument("inconsistent first-passage arguments");
   spec.dt = dt;
   spec.exact_ou = exact_ou;
@@ -299,7 +300,7 @@ py::dict passage_impl(int model_id, const CArray<double>& params, double eps, do
   ms::PassageBuffers out;
   out.state = inout<double>(state, {n, dim}, "state");
   out.path_ids = path_ids.data();
-  out.level = level.data();
+  out.level = levels.data();
   out.outcome = outcome.mutable_data();
   out.steps = steps.mutable_data();
   out.xi_max = xi_max.mutable_data();
@@ -314,118 +315,299 @@ py::dict passage_impl(int model_id, const CArray<double>& params, double eps, do
   return d;
 }
 
+namespace {
+
+// A registry's table (status.h, rng/streams.h) as a dict name -> code.
+int code_of(const ms::CodeName& e) { return e.code; }
+int code_of(const ms::StreamName& e) { return static_cast<int>(e.id); }
+template <class T, size_t N>
+py::dict code_table(const T (&table)[N]) {
+  py::dict d;
+  for (const T& e : table) d[e.name] = code_of(e);
+  return d;
+}
+
+}  // namespace
+
 // A just-in-time build of a user model names its module (see multiscale/models/_jit.py).
 #ifndef MS_MODULE_NAME
 #define MS_MODULE_NAME _core
 #endif
 PYBIND11_MODULE(MS_MODULE_NAME, m) {
-  m.doc() = "multiscale compiled kernels (internal; use the multiscale package API)";
-  m.def("build_info", &build_info);
-  m.def("model_dims", [](int id, const CArray<double>& params, double eps) {
-    auto d = ms::model_dims(id, params.data(), eps);
-    if (d.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(id));
-    return d;
-  });
-  m.def("model_coefficients", [](int id, const CArray<double>& params, double eps, const CArray<double>& x,
-                                  const CArray<double>& y) {
-    auto d = ms::model_dims(id, params.data(), eps);
-    if (d.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(id));
-    if (x.ndim() != 2 || x.shape(1) != d.first) throw std::invalid_argument("x must have shape (n, nx)");
-    const py::ssize_t n = x.shape(0);
-    if (y.ndim() != 2 || y.shape(0) != n || y.shape(1) != d.second)
-      throw std::invalid_argument("y must have shape (n, ny)");
-    py::array_t<double> f({n, static_cast<py::ssize_t>(d.first)}), f0({n, static_cast<py::ssize_t>(d.first)}),
-        a({n, static_cast<py::ssize_t>(d.first)}), g({n, static_cast<py::ssize_t>(d.second)}),
-        b({n, static_cast<py::ssize_t>(d.second)});
-    {
-      py::gil_scoped_release release;
-      ms::model_coefficients(id, params.data(), eps, n, x.data(), y.data(), f.mutable_data(), f0.mutable_data(),
-                             a.mutable_data(), g.mutable_data(), b.mutable_data());
-    }
-    py::dict out;
-    out["f"] = f;
-    out["f0"] = f0;
-    out["a"] = a;
-    out["g"] = g;
-    out["b"] = b;
-    return out;
-  });
-  m.def("simulate_float64", &simulate_impl<double>);
-  m.def("frozen_average_float64", &frozen_impl<double>);
-  m.def("frozen_sizes", [](int id, const CArray<double>& params, double eps, bool corrector) {
-    auto r = ms::cpu::frozen_sizes(id, params.data(), eps, corrector);
-    if (r.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(id));
-    return r;
-  });
-  m.def("simulate_float32", &simulate_impl<float>);
-  m.def("passage", &passage_impl);
+  m.doc() = R"doc(multiscale compiled kernels (internal; use the multiscale package API).
+
+Every kernel is keyed by a catalogue model id (multiscale.models) and its parameter vector
+(float64, in the order of ModelInfo.param_names). State arrays hold the slow components first,
+then the fast ones (dim = nx + ny). ``threads`` <= 0 uses the OpenMP default; ``device`` < 0 runs
+on the CPU, k >= 0 on CUDA device k. Per-path codes: status_codes(), outcome_codes() (mirrored
+in multiscale/_status.py); Philox streams: streams() (multiscale/_streams.py). Kernels do not
+raise for diverging paths: they report per-path codes. Ctrl-C raises KeyboardInterrupt after
+the kernel stops; invalid arguments raise ValueError.)doc";
+
+  m.def("build_info", &build_info, R"doc(How this module was built and what it can use.
+
+Returns a dict: version, compiler, cxx_flags, openmp (the _OPENMP date or None), max_threads,
+simd (instruction set of the CPU kernels), lanes_float64 / lanes_float32 (paths per SIMD block),
+cuda_compiled, cuda_architectures (comma-separated, "" without CUDA), cuda_runtime (str or None),
+cuda_devices (int), cuda_device_names (";"-separated), rng (the counter layout).)doc");
+
+  m.def("status_codes", [] { return code_table(ms::kStatusCodes); },
+        R"doc(The per-path status codes of simulate_* and frozen_average_float64 (status.h), as a
+dict name -> code, e.g. {"OK": 0, "NONFINITE": 1, ...}.)doc");
+
+  m.def("outcome_codes", [] { return code_table(ms::kOutcomeCodes); },
+        R"doc(The first-passage outcome codes of passage() (status.h), as a dict name -> code,
+e.g. {"LO": 0, "HI": 1, ...}.)doc");
+
+  m.def("streams", [] { return code_table(ms::kStreams); },
+        R"doc(The Philox stream ids (rng/streams.h), as a dict name -> id, e.g. {"DYNAMICS": 0, ...}.)doc");
+
+  m.def(
+      "model_dims",
+      [](int model_id, const CArray<double>& params, double eps) {
+        auto d = ms::model_dims(model_id, params.data(), eps);
+        if (d.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(model_id));
+        return d;
+      },
+      py::arg("model_id"), py::arg("params"), py::arg("eps"),
+      R"doc(State dimensions (nx, ny) of a catalogue model.
+
+model_id: catalogue id; params: (n_params,) float64; eps: scale separation (the model is built
+from params and eps). Returns (nx, ny): slow and fast dimensions.)doc");
+
+  m.def(
+      "model_coefficients",
+      [](int model_id, const CArray<double>& params, double eps, const CArray<double>& x,
+         const CArray<double>& y) {
+        auto d = ms::model_dims(model_id, params.data(), eps);
+        if (d.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(model_id));
+        if (x.ndim() != 2 || x.shape(1) != d.first) throw std::invalid_argument("x must have shape (n, nx)");
+        const py::ssize_t n = x.shape(0);
+        if (y.ndim() != 2 || y.shape(0) != n || y.shape(1) != d.second)
+          throw std::invalid_argument("y must have shape (n, ny)");
+        py::array_t<double> f({n, static_cast<py::ssize_t>(d.first)}), f0({n, static_cast<py::ssize_t>(d.first)}),
+            a({n, static_cast<py::ssize_t>(d.first)}), g({n, static_cast<py::ssize_t>(d.second)}),
+            b({n, static_cast<py::ssize_t>(d.second)});
+        {
+          py::gil_scoped_release release;
+          ms::model_coefficients(model_id, params.data(), eps, n, x.data(), y.data(), f.mutable_data(),
+                                 f0.mutable_data(), a.mutable_data(), g.mutable_data(), b.mutable_data());
+        }
+        py::dict out;
+        out["f"] = f;
+        out["f0"] = f0;
+        out["a"] = a;
+        out["g"] = g;
+        out["b"] = b;
+        return out;
+      },
+      py::arg("model_id"), py::arg("params"), py::arg("eps"), py::arg("x"), py::arg("y"),
+      R"doc(The model's coefficient functions at n state pairs (x_k, y_k).
+
+x: (n, nx) float64, y: (n, ny) float64. Returns a dict of float64 arrays, unscaled (the 1/eps
+factors of the scaling not applied): f (n, nx) slow drift (f1 under homogenization), f0 (n, nx)
+the 1/eps part of a homogenization drift (zeros otherwise), a (n, nx) diagonal slow noise alpha,
+g (n, ny) fast drift, b (n, ny) diagonal fast noise beta.)doc");
+
+  static const char* simulate_doc = R"doc(Euler-Maruyama ensemble of the full fast/slow SDE.
+
+model_id, params (n_params,) float64, eps; dt: time step (model time); n_steps: steps to take;
+seed: Philox seed; path_offset, step_offset: global index of the first path and step (the noise
+of path p at step s is keyed by (seed, path_offset + p, step_offset + s), so chunked and
+continued runs reproduce one long run); x_init: (n_paths, dim) initial states in the kernel's
+precision (float64 for simulate_float64, float32 for simulate_float32); save_steps: (n_save,)
+int64, ascending steps in [0, n_steps] whose states are stored; exact_ou: exact Ornstein-
+Uhlenbeck fast step where the model allows it; threads; obs_vars: (n_obs,) int32 state indices
+of the streaming observables (at most 8); obs_shift: (n_obs,) float64 subtracted before summing;
+window_edges: (n_windows + 1,) int64 ascending steps, window w = steps (edges[w], edges[w+1]];
+bins: histogram bins per observable (0: none); lo, hi: (n_obs,) float64 histogram ranges;
+device.
+
+Returns a dict: final_state (n_paths, dim) (last finite state of a failed path), trajectory
+(n_paths, n_save, dim) (NaN after a path failed; (0, 0, dim) without saves), status (n_paths,)
+int8 status codes (status_codes()), fail_step (n_paths,) int64 (step of failure, -1),
+obs_mean / obs_var (n_windows, n_obs) float64, obs_count (n_windows, n_obs) int64, hist
+(n_windows, n_obs, bins + 2) int64 (underflow, bins, overflow), interrupted (bool).)doc";
+  m.def("simulate_float64", &simulate_impl<double>, py::arg("model_id"), py::arg("params"), py::arg("eps"),
+        py::arg("dt"), py::arg("n_steps"), py::arg("seed"), py::arg("path_offset"), py::arg("step_offset"),
+        py::arg("x_init"), py::arg("save_steps"), py::arg("exact_ou"), py::arg("threads"), py::arg("obs_vars"),
+        py::arg("obs_shift"), py::arg("window_edges"), py::arg("bins"), py::arg("lo"), py::arg("hi"),
+        py::arg("device"), simulate_doc);
+  m.def("simulate_float32", &simulate_impl<float>, py::arg("model_id"), py::arg("params"), py::arg("eps"),
+        py::arg("dt"), py::arg("n_steps"), py::arg("seed"), py::arg("path_offset"), py::arg("step_offset"),
+        py::arg("x_init"), py::arg("save_steps"), py::arg("exact_ou"), py::arg("threads"), py::arg("obs_vars"),
+        py::arg("obs_shift"), py::arg("window_edges"), py::arg("bins"), py::arg("lo"), py::arg("hi"),
+        py::arg("device"), simulate_doc);
+
+  m.def("frozen_average_float64", &frozen_impl<double>, py::arg("model_id"), py::arg("params"), py::arg("eps"),
+        py::arg("x_points"), py::arg("active"), py::arg("replicas"), py::arg("seed"), py::arg("dtau"),
+        py::arg("burn_steps"), py::arg("burn_total"), py::arg("steps"), py::arg("batch_len"), py::arg("exact_ou"),
+        py::arg("corrector"), py::arg("fd_step"), py::arg("threads"), py::arg("ystate"), py::arg("acc"),
+        py::arg("steps_done"), py::arg("status"), py::arg("fail_step"), py::arg("device"),
+        R"doc(Frozen-x averaging (the HMM micro-solver, estimators/frozen_average.h): advance the
+fast process with x held at each point and accumulate its time averages in place.
+
+Paths are (point, replica) pairs, path = point * replicas + replica, n = n_points * replicas.
+model_id, params (n_params,) float64, eps; x_points: (n_points, nx) float64; active:
+(n_points,) uint8, 1 = run this point in this call; replicas; seed; dtau: fast-time step;
+burn_steps: steps run before accumulating in this call (the first round only); burn_total: the
+run's burn-in length (the noise step offset of accumulation); steps: accumulation steps this
+call, a multiple of batch_len; batch_len: steps per batch; exact_ou; corrector: also estimate the
+homogenization corrector drift; fd_step: its finite-difference step; threads.
+In/out, exact dtype, C order and shape (sizes from frozen_sizes()): ystate (n, state_size) float64
+fast states; acc (n, acc_size) float64 accumulators; steps_done (n,) int64 accumulated steps;
+status (n,) int8 status codes (status_codes()); fail_step (n,) int64. device. Returns None.)doc");
+
+  m.def(
+      "frozen_sizes",
+      [](int model_id, const CArray<double>& params, double eps, bool corrector) {
+        auto r = ms::cpu::frozen_sizes(model_id, params.data(), eps, corrector);
+        if (r.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(model_id));
+        return r;
+      },
+      py::arg("model_id"), py::arg("params"), py::arg("eps"), py::arg("corrector"),
+      R"doc(Per-path buffer sizes of frozen_average_float64: returns (acc_size, state_size), the
+float64 accumulators and fast-state entries (ny, times 1 + 2 nx shadows with the corrector).)doc");
+
+  m.def("passage", &passage_impl, py::arg("model_id"), py::arg("params"), py::arg("eps"), py::arg("dt"),
+        py::arg("exact_ou"), py::arg("seed"), py::arg("state"), py::arg("path_ids"), py::arg("levels"),
+        py::arg("w"), py::arg("lo"), py::arg("hi"), py::arg("max_steps"), py::arg("bridge"), py::arg("threads"),
+        py::arg("device"),
+        R"doc(First-passage segments of the full SDE (estimators/first_passage.h): run each path
+until its reaction coordinate xi = w . (x, y) leaves (lo, hi), exceeds its level, or max_steps
+pass.
+
+model_id, params (n_params,) float64, eps, dt, exact_ou, seed; state: (n, dim) float64, C order,
+writeable: start states in, final states out (in place); path_ids: (n,) uint32, path i draws the
+noise of (seed, path_ids[i], step), step counted from 0 in each call; levels: (n,) float64, stop
+once xi > levels[i] (+inf: never); w: (dim,) float64 weights; lo, hi: absorbing levels (-inf /
++inf: none); max_steps: step budget per path; bridge: Brownian-bridge crossing test between
+steps; threads; device.
+
+Returns a dict: outcome (n,) int8 outcome codes (outcome_codes(); unfinished paths of an
+interrupted run report MAX_STEPS), steps (n,) int64 steps taken, xi_max (n,) float64 the largest
+xi at the step ends (start included).)doc");
+
   // The noise a first-passage segment draws, for engines outside the compiled kernels (the
   // learned surrogate): normals of (seed, stream, id, step) and the two bridge uniforms.
-  m.def("normals_ids", [](uint64_t seed, const CArray<uint32_t>& ids, uint64_t step, int n, uint32_t stream) {
-    const ms::PhiloxKey key = ms::PhiloxKey::from_seed(seed);
-    py::array_t<double> a(std::vector<py::ssize_t>{ids.size(), n});
-    double* o = a.mutable_data();
-    for (py::ssize_t i = 0; i < ids.size(); ++i)
-      ms::normals<double>(key, stream, ids.data()[i], step, n, ms::View<double, 1>{o + i * n});
-    return a;
-  });
-  m.def("bridge_uniforms", [](uint64_t seed, const CArray<uint32_t>& ids, uint64_t step) {
-    const ms::PhiloxKey key = ms::PhiloxKey::from_seed(seed);
-    py::array_t<double> a(std::vector<py::ssize_t>{ids.size(), 2});
-    double* o = a.mutable_data();
-    for (py::ssize_t i = 0; i < ids.size(); ++i) {
-      const ms::U32x4 r = key(ms::STREAM_AUX, 0u, ids.data()[i], step);
-      o[2 * i] = ms::uniform52(r.v[0], r.v[1]);
-      o[2 * i + 1] = ms::uniform52(r.v[2], r.v[3]);
-    }
-    return a;
-  });
-  m.def("philox4x32_10", [](uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
-    const ms::U32x4 r = ms::philox4x32_10(c0, c1, c2, c3, k0, k1);
-    return py::make_tuple(r.v[0], r.v[1], r.v[2], r.v[3]);
-  });
-  m.def("normals", [](uint64_t seed, uint64_t path0, int64_t n_paths, uint64_t step, int n, bool single,
-                       uint32_t stream) -> py::array {
-    if (n_paths < 0 || n < 0) throw std::invalid_argument("sizes must be non-negative");
-    if (stream > 255) throw std::invalid_argument("stream must be < 256");
-    if (single) {
-      py::array_t<float> a(std::vector<int64_t>{n_paths, n});
-      ms::cpu::fill_normals<float>(seed, path0, n_paths, step, n, a.mutable_data(), stream);
-      return a;
-    }
-    py::array_t<double> a(std::vector<int64_t>{n_paths, n});
-    ms::cpu::fill_normals<double>(seed, path0, n_paths, step, n, a.mutable_data(), stream);
-    return a;
-  }, py::arg("seed"), py::arg("path0"), py::arg("n_paths"), py::arg("step"), py::arg("n"),
-     py::arg("single"), py::arg("stream") = 0);
-  m.def("normals_probe", [](int64_t n_paths, int64_t n_steps, int per_step, uint64_t seed, int threads, bool single) {
-    py::gil_scoped_release release;
-    return single ? ms::cpu::normals_throughput_probe<float>(n_paths, n_steps, per_step, seed, threads)
-                  : ms::cpu::normals_throughput_probe<double>(n_paths, n_steps, per_step, seed, threads);
-  });
-  m.def("exact_sum", [](const CArray<double>& v) {
-    ms::ExactSum s;
-    for (py::ssize_t i = 0; i < v.size(); ++i) s.add(v.data()[i]);
-    return s.value();
-  });
-  m.def("cuda_time_kernel", [](int model_id, const CArray<double>& params, double eps, double dt, int64_t n_paths,
-                               int64_t n_steps, uint64_t seed, bool exact_ou, bool single, int device) {
+  m.def(
+      "normals_ids",
+      [](uint64_t seed, const CArray<uint32_t>& ids, uint64_t step, int n, uint32_t stream) {
+        if (n < 0) throw std::invalid_argument("n must be non-negative");
+        if (stream >= ms::kStreamLimit) throw std::invalid_argument("stream must be < 256");
+        const ms::PhiloxKey key = ms::PhiloxKey::from_seed(seed);
+        py::array_t<double> a(std::vector<py::ssize_t>{ids.size(), n});
+        double* o = a.mutable_data();
+        for (py::ssize_t i = 0; i < ids.size(); ++i)
+          ms::normals<double>(key, stream, ids.data()[i], step, n, ms::View<double, 1>{o + i * n});
+        return a;
+      },
+      py::arg("seed"), py::arg("ids"), py::arg("step"), py::arg("n"), py::arg("stream"),
+      R"doc(Standard normals of (seed, stream, ids[i], step) for arbitrary path ids.
+
+ids: (k,) uint32 path ids; step: step index; n: normals per path; stream: Philox stream id
+(streams()). Returns (k, n) float64, the numbers a kernel drawing on that stream would use.)doc");
+
+  m.def(
+      "bridge_uniforms",
+      [](uint64_t seed, const CArray<uint32_t>& ids, uint64_t step) {
+        const ms::PhiloxKey key = ms::PhiloxKey::from_seed(seed);
+        py::array_t<double> a(std::vector<py::ssize_t>{ids.size(), 2});
+        double* o = a.mutable_data();
+        for (py::ssize_t i = 0; i < ids.size(); ++i) {
+          const ms::U32x4 r = key(ms::STREAM_AUX, 0u, ids.data()[i], step);
+          o[2 * i] = ms::uniform52(r.v[0], r.v[1]);
+          o[2 * i + 1] = ms::uniform52(r.v[2], r.v[3]);
+        }
+        return a;
+      },
+      py::arg("seed"), py::arg("ids"), py::arg("step"),
+      R"doc(The Brownian-bridge crossing uniforms of first-passage step `step` (stream AUX).
+
+ids: (k,) uint32 path ids. Returns (k, 2) float64 in (0, 1): column 0 tests the upper level hi,
+column 1 the lower level lo, as in the compiled passage kernel.)doc");
+
+  m.def(
+      "philox4x32_10",
+      [](uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
+        const ms::U32x4 r = ms::philox4x32_10(c0, c1, c2, c3, k0, k1);
+        return py::make_tuple(r.v[0], r.v[1], r.v[2], r.v[3]);
+      },
+      py::arg("c0"), py::arg("c1"), py::arg("c2"), py::arg("c3"), py::arg("k0"), py::arg("k1"),
+      R"doc(The raw Philox4x32-10 block function: counter (c0, c1, c2, c3) and key (k0, k1), all
+uint32. Returns the four output words (for known-answer tests).)doc");
+
+  m.def(
+      "normals",
+      [](uint64_t seed, uint64_t path0, int64_t n_paths, uint64_t step, int n, bool single,
+         uint32_t stream) -> py::array {
+        if (n_paths < 0 || n < 0) throw std::invalid_argument("sizes must be non-negative");
+        if (stream >= ms::kStreamLimit) throw std::invalid_argument("stream must be < 256");
+        if (single) {
+          py::array_t<float> a(std::vector<int64_t>{n_paths, n});
+          ms::cpu::fill_normals<float>(seed, path0, n_paths, step, n, a.mutable_data(), stream);
+          return a;
+        }
+        py::array_t<double> a(std::vector<int64_t>{n_paths, n});
+        ms::cpu::fill_normals<double>(seed, path0, n_paths, step, n, a.mutable_data(), stream);
+        return a;
+      },
+      py::arg("seed"), py::arg("path0"), py::arg("n_paths"), py::arg("step"), py::arg("n"), py::arg("single"),
+      py::arg("stream") = static_cast<uint32_t>(ms::STREAM_DYNAMICS),
+      R"doc(Standard normals of (seed, stream, path, step) for the paths path0 .. path0 + n_paths - 1.
+
+n: normals per path; single: float32 (else float64) with the kernels' single-precision
+generator; stream: Philox stream id (streams(); default DYNAMICS, the simulation noise).
+Returns (n_paths, n) float32 or float64.)doc");
+
+  m.def(
+      "normals_probe",
+      [](int64_t n_paths, int64_t n_steps, int per_step, uint64_t seed, int threads, bool single) {
+        py::gil_scoped_release release;
+        return single ? ms::cpu::normals_throughput_probe<float>(n_paths, n_steps, per_step, seed, threads)
+                      : ms::cpu::normals_throughput_probe<double>(n_paths, n_steps, per_step, seed, threads);
+      },
+      py::arg("n_paths"), py::arg("n_steps"), py::arg("per_step"), py::arg("seed"), py::arg("threads"),
+      py::arg("single"),
+      R"doc(Benchmark probe: draw per_step (1, 2 or 4) normals per path-step on the CPU, as a
+simulation step would, without the SDE arithmetic. Returns a checksum (float) of the draws.)doc");
+
+  m.def(
+      "exact_sum",
+      [](const CArray<double>& values) {
+        ms::ExactSum s;
+        for (py::ssize_t i = 0; i < values.size(); ++i) s.add(values.data()[i]);
+        return s.value();
+      },
+      py::arg("values"),
+      R"doc(The correctly rounded sum of a float64 array (estimators/exact_sum.h), independent of
+the order of the values. Returns a float.)doc");
+
+  m.def(
+      "cuda_time_kernel",
+      [](int model_id, const CArray<double>& params, double eps, double dt, int64_t n_paths, int64_t n_steps,
+         uint64_t seed, bool exact_ou, bool single, int device) {
 #ifdef MULTISCALE_HAVE_CUDA
-    ms::RunSpec spec;
-    spec.model_id = model_id;
-    spec.params.assign(params.data(), params.data() + params.size());
-    spec.eps = eps;
-    spec.dt = dt;
-    spec.n_paths = n_paths;
-    spec.n_steps = n_steps;
-    spec.seed = seed;
-    spec.exact_ou = exact_ou;
-    py::gil_scoped_release release;
-    return single ? ms::cuda::time_kernel<float>(spec, device) : ms::cuda::time_kernel<double>(spec, device);
+        ms::RunSpec spec;
+        spec.model_id = model_id;
+        spec.params.assign(params.data(), params.data() + params.size());
+        spec.eps = eps;
+        spec.dt = dt;
+        spec.n_paths = n_paths;
+        spec.n_steps = n_steps;
+        spec.seed = seed;
+        spec.exact_ou = exact_ou;
+        py::gil_scoped_release release;
+        return single ? ms::cuda::time_kernel<float>(spec, device) : ms::cuda::time_kernel<double>(spec, device);
 #else
-    (void)model_id; (void)params; (void)eps; (void)dt; (void)n_paths; (void)n_steps; (void)seed;
-    (void)exact_ou; (void)single; (void)device;
-    throw std::runtime_error("multiscale was built without CUDA kernels");
+        (void)model_id; (void)params; (void)eps; (void)dt; (void)n_paths; (void)n_steps; (void)seed;
+        (void)exact_ou; (void)single; (void)device;
+        throw std::runtime_error("multiscale was built without CUDA kernels");
 #endif
-  });
+      },
+      py::arg("model_id"), py::arg("params"), py::arg("eps"), py::arg("dt"), py::arg("n_paths"),
+      py::arg("n_steps"), py::arg("seed"), py::arg("exact_ou"), py::arg("single"), py::arg("device"),
+      R"doc(Benchmark: time n_steps of n_paths paths on CUDA device `device` (no saves, no
+observables), in float32 if single. Returns the kernel time in seconds. Raises RuntimeError in a
+build without CUDA.)doc");
 }

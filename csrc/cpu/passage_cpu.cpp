@@ -25,7 +25,8 @@ namespace {
 // vectorised loop over the lanes, [component][lane] as in the simulate launcher, each lane with
 // its own path id and step counter; when a lane's segment ends, the next path of the chunk takes
 // its place, so uneven segment lengths leave no lane idle until the chunk runs dry. The
-// decisions after a step are the header's (passage_after_step), per lane.
+// step is the header's passage_step, vectorised over the lanes; the decisions after it are the
+// header's passage_decide, per lane (run_passage is the same loop for one path).
 // Interruption: the calling thread (OpenMP thread 0) polls should_stop() a few times a second,
 // from inside its own segments and, once out of work, while the others finish; every thread
 // checks the flag between block steps. Unfinished paths keep OUTCOME_MAX_STEPS.
@@ -52,7 +53,7 @@ void run_chunk(const M m, const StepCoef<double> k, const PhiloxKey key, const P
   using V = View<double, W>;
   const int nx = m.nx(), ny = m.ny(), dim = nx + ny;
   const double* w = spec.w.data();
-  const PassageArgs base{w, spec.lo, spec.hi, INFINITY, spec.max_steps, Bridge};
+  const PassageArgs base{w, spec.lo, spec.hi, INFINITY, spec.max_steps};  // the lanes' common part
   alignas(64) int64_t idx[W];
   alignas(64) uint32_t pid[W];
   alignas(64) uint64_t nst[W];
@@ -80,7 +81,7 @@ void run_chunk(const M m, const StepCoef<double> k, const PhiloxKey key, const P
       idx[l] = i;
       pid[l] = out.path_ids[i];
       nst[l] = 0;
-      args[l] = PassageArgs{w, spec.lo, spec.hi, out.level[i], spec.max_steps, spec.bridge};
+      args[l] = PassageArgs{w, spec.lo, spec.hi, out.level[i], spec.max_steps};
       xi[l] = coordinate(w, V{B.x + l}, V{B.y + l}, nx, ny);
       xmax[l] = xi[l];
       const int r = passage_start(args[l], xi[l]);
@@ -96,7 +97,7 @@ void run_chunk(const M m, const StepCoef<double> k, const PhiloxKey key, const P
     nst[l] = 0;
     live += load(l) ? 1 : 0;
   }
-  alignas(64) double xi1[W], var[W];
+  alignas(64) double xi1[W];
   alignas(64) int32_t thi[W], tlo[W];
   int64_t iter = 0;
   while (live > 0) {
@@ -105,27 +106,18 @@ void run_chunk(const M m, const StepCoef<double> k, const PhiloxKey key, const P
         if (idx[l] >= 0) store(l, OUTCOME_MAX_STEPS);
       return;  // the chunk's unstarted paths keep their preset OUTCOME_MAX_STEPS
     }
-    // One vectorised pass: the step, the commit of finite states, the coordinate, and the
-    // bridge draws of every lane (empty lanes compute on their stale state; nothing reads it).
+    // One vectorised pass of the header's passage_step over the lanes: the step, the commit of
+    // finite states, the coordinate and the bridge draws (empty lanes compute on their stale
+    // state; nothing reads it).
 #pragma omp simd
     for (int l = 0; l < W; ++l) {
       const StepScratch<V> S{V{B.f + l}, V{B.f0 + l}, V{B.a + l}, V{B.g + l}, V{B.b + l}, V{B.z + l}};
-      const bool good = em_step<ExactOU>(m, k, V{B.x + l}, V{B.y + l}, V{B.xn + l}, V{B.yn + l}, S, key, pid[l],
-                                         nst[l]);
+      bool h, lo;
+      const bool good = passage_step<ExactOU, Bridge>(m, k, V{B.x + l}, V{B.y + l}, V{B.xn + l}, V{B.yn + l}, S,
+                                                      key, pid[l], nst[l], base, xi[l], xi1[l], h, lo);
       ok[l] = good ? 1 : 0;
-      for (int c = 0; c < nx; ++c) B.x[c * W + l] = good ? B.xn[c * W + l] : B.x[c * W + l];
-      for (int c = 0; c < ny; ++c) B.y[c * W + l] = good ? B.yn[c * W + l] : B.y[c * W + l];
-      xi1[l] = coordinate(w, V{B.x + l}, V{B.y + l}, nx, ny);
-      if constexpr (Bridge) {
-        var[l] = step_variance<ExactOU>(m, k, V{B.a + l}, V{B.b + l}, w);
-        bool h = false, lo = false;
-        bridge_draws(base, key, pid[l], nst[l], xi[l], xi1[l], var[l], h, lo);
-        thi[l] = h ? 1 : 0;
-        tlo[l] = lo ? 1 : 0;
-      } else {
-        thi[l] = 0;
-        tlo[l] = 0;
-      }
+      thi[l] = h ? 1 : 0;
+      tlo[l] = lo ? 1 : 0;
     }
     for (int l = 0; l < W; ++l) {
       if (idx[l] < 0) continue;

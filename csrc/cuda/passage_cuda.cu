@@ -1,6 +1,6 @@
-// CUDA launcher of first-passage segments: one thread per path, the header's pieces
-// (passage_start, em_step, step_variance, bridge_draws, passage_decide) in the same order as the
-// CPU lanes, so a path draws the same noise and takes the same decisions. Kernels run a bounded
+// CUDA launcher of first-passage segments: one thread per path runs the header's passage_start
+// and run_passage (passage_step and passage_decide, the calls the CPU lanes make), so a path
+// draws the same noise and takes the same decisions on both. Kernels run a bounded
 // number of steps per launch (a segment may be arbitrarily long); the host relaunches until every
 // path has an outcome, polling should_stop between launches.
 #include <cuda_runtime.h>
@@ -30,8 +30,8 @@ __global__ void passage_kernel(M m, StepCoef<double> k, PhiloxKey key, int64_t n
                                int64_t budget, bool first) {
   const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (p >= n || (!first && outcome[p] >= 0)) return;
-  const int nx = m.nx(), ny = m.ny(), dim = nx + ny;
-  const PassageArgs a{w, lo, hi, level[p], max_steps, Bridge};
+  const int nx = m.nx(), ny = m.ny();
+  const PassageArgs a{w, lo, hi, level[p], max_steps};
   const uint32_t path = ids[p];
 
   auto body = [&](auto x, auto y, auto xn, auto yn, const auto& S) {
@@ -39,36 +39,22 @@ __global__ void passage_kernel(M m, StepCoef<double> k, PhiloxKey key, int64_t n
     for (int j = 0; j < ny; ++j) y[j] = state[(nx + j) * n + p];
     double xi = coordinate(w, x, y, nx, ny);
     int r;
-    uint64_t nst;
+    int64_t nst;
     double xmax;
     if (first) {
       nst = 0;
       xmax = xi;
       r = passage_start(a, xi);
     } else {
-      nst = static_cast<uint64_t>(steps[p]);
+      nst = steps[p];
       xmax = xi_max[p];
       r = -1;
     }
-    for (int64_t b = 0; b < budget && r < 0; ++b) {
-      if (!em_step<ExactOU>(m, k, x, y, xn, yn, S, key, path, nst)) {
-        r = OUTCOME_NONFINITE;  // the last finite state stays
-        break;
-      }
-      const double v = Bridge ? step_variance<ExactOU>(m, k, S.a, S.b, w) : 0.0;
-      for (int i = 0; i < nx; ++i) x[i] = xn[i];
-      for (int j = 0; j < ny; ++j) y[j] = yn[j];
-      const double xi1 = coordinate(w, x, y, nx, ny);
-      bool th = false, tl = false;
-      if (Bridge) bridge_draws(a, key, path, nst, xi, xi1, v, th, tl);
-      ++nst;
-      r = passage_decide(a, xi1, th, tl, static_cast<int64_t>(nst), xmax);
-      xi = xi1;
-    }
+    if (r < 0) r = run_passage<ExactOU, Bridge>(m, k, x, y, xn, yn, S, key, path, a, budget, xi, nst, xmax);
     for (int i = 0; i < nx; ++i) state[i * n + p] = x[i];
     for (int j = 0; j < ny; ++j) state[(nx + j) * n + p] = y[j];
     outcome[p] = static_cast<int8_t>(r);
-    steps[p] = static_cast<int64_t>(nst);
+    steps[p] = nst;
     xi_max[p] = xmax;
   };
 

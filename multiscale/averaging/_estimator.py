@@ -21,8 +21,10 @@ from ..simulate._grid import steps_of
 from ..simulate._options import FastStep
 from ._options import AveragingOptions
 
+from .._status import STATUS_MEANINGS  # the registries: status.h and rng/streams.h
+from .._streams import Stream
+
 _MIN_BATCHES = 8
-_STREAM_INITIAL = 1  # Philox stream for initial conditions (rng/philox.h)
 
 
 def _points(x_points: Any, m: int) -> np.ndarray:
@@ -135,7 +137,7 @@ class AveragingEstimator:
         pvec = np.asarray([p[k] for k in info.param_names], float)
         corrector = homog and o.corrector
         core = info.core or _core  # a user model brings its own compiled module
-        acc_size, state_size = core.frozen_sizes(info.id, pvec, eps_v, corrector)
+        acc_size, state_size = core.frozen_sizes(model_id=info.id, params=pvec, eps=eps_v, corrector=corrector)
         _, dy = info.default_initial(p)
         if y0 is not None:
             dy = np.asarray(y0, float)
@@ -144,7 +146,8 @@ class AveragingEstimator:
         # Each replica starts at y0 plus a 1e-3 N(0, 1) perturbation keyed by (seed, path): it
         # makes replicas of deterministic (chaotic) fast dynamics distinct; for stochastic fast
         # dynamics the burn-in forgets it anyway.
-        y_init = dy[None, :] + 1e-3 * _core.normals(self.seed, 0, n_paths, 0, n, False, _STREAM_INITIAL)
+        y_init = dy[None, :] + 1e-3 * _core.normals(seed=self.seed, path0=0, n_paths=n_paths, step=0, n=n,
+                                                    single=False, stream=Stream.INITIAL)
         ystate = np.ascontiguousarray(np.tile(y_init, (1, state_size // n)))
         acc = np.zeros((n_paths, acc_size))
         done = np.zeros(n_paths, np.int64)
@@ -155,9 +158,11 @@ class AveragingEstimator:
         stats: dict[str, np.ndarray] = {}
         for r in range(max_rounds):
             core.frozen_average_float64(
-                info.id, pvec, eps_v, x, active, R, self.seed, o.dt, burn if r == 0 else 0, burn,
-                round_steps, batch_len, exact_ou, corrector, o.fd_step, self.threads,
-                ystate, acc, done, status, fail, self._dev)
+                model_id=info.id, params=pvec, eps=eps_v, x_points=x, active=active, replicas=R,
+                seed=self.seed, dtau=o.dt, burn_steps=burn if r == 0 else 0, burn_total=burn,
+                steps=round_steps, batch_len=batch_len, exact_ou=exact_ou, corrector=corrector,
+                fd_step=o.fd_step, threads=self.threads, ystate=ystate, acc=acc, steps_done=done,
+                status=status, fail_step=fail, device=self._dev)
             rounds += active
             stats = _reduce(acc, done, status, M, R, m, homog, corrector, batch_len, o.dt)
             if o.target_stderr is None:
@@ -306,7 +311,7 @@ def _dataset(info: ModelInfo, p: dict, x: np.ndarray, st: dict, rounds: np.ndarr
                            {"long_name": "averaging time per replica", "units": f"fast time ({unit})"}),
         "n_replicas_ok": (("point",), st["n_ok"], {"long_name": "replicas that did not fail"}),
         "replica_status": (("point", "replica"), status, {"long_name": "per-replica status (0 OK)",
-                                                          "flag_meanings": "OK NONFINITE MAX_STEPS INTERRUPTED INVALID"}),
+                                                          "flag_meanings": " ".join(STATUS_MEANINGS)}),
     }
     if homog:
         data["F_f1"] = (pv, st["F_f1"], {"long_name": "E[f1]"})
@@ -332,7 +337,7 @@ def _dataset(info: ModelInfo, p: dict, x: np.ndarray, st: dict, rounds: np.ndarr
         "options_json": json.dumps({k: (v.value if isinstance(v, FastStep) else v)
                                     for k, v in o.__dict__.items()}),
         "fast_step": "exact_ou" if exact_ou else "euler", "corrector": int(corrector),
-        "seed": str(seed), "rng": "Philox4x32-10", "rng_stream": 3, "device": device,
+        "seed": str(seed), "rng": "Philox4x32-10", "rng_stream": int(Stream.FROZEN), "device": device,
         "package": "multiscale", "package_version": bi["version"], "build_info_json": json.dumps(bi),
     }
     coords = {"point": np.arange(M), "slow": slow, "slow_j": slow, "replica": np.arange(o.replicas),

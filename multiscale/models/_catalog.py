@@ -194,8 +194,8 @@ class ModelInfo:
         if yb.shape != (xb.shape[0], n):
             raise ValueError(f"y has shape {np.shape(y)}; expected ({xb.shape[0]}, {n})")
         e = float(self.default_eps if eps is None else eps) if self.uses_eps else 1.0
-        return dict((self.core or _core).model_coefficients(self.id, np.array(list(p.values()), dtype=float), e,
-                                                           xb, yb))
+        return dict((self.core or _core).model_coefficients(
+            model_id=self.id, params=np.array(list(p.values()), dtype=float), eps=e, x=xb, y=yb))
 
     def summary(self) -> str:
         """Multi-line human-readable description (used by ``multiscale models``)."""

@@ -17,7 +17,7 @@ from ..models._catalog import ModelInfo, Scaling, get_model
 from ._grid import check_positive, save_steps, steps_of
 from ._options import FastStep, Observables, Precision
 
-STATUS_MEANINGS = ("OK", "NONFINITE", "MAX_STEPS", "INTERRUPTED", "INVALID")
+from .._status import STATUS_MEANINGS  # the registry: csrc/include/multiscale/status.h
 RNG_NAME = "Philox4x32-10"
 
 
@@ -199,9 +199,10 @@ def simulate(
 
     core = info.core or _core  # a user model brings its own compiled module
     fn = core.simulate_float64 if precision is Precision.FLOAT64 else core.simulate_float32
-    res = fn(info.id, np.asarray([p[k] for k in info.param_names], float), eps_v, dt, n_steps,
-             seed, path_offset, step_offset, init, saves, exact_ou, nthreads, obs_vars, shift, edges,
-             bins, lo, hi, dev)
+    res = fn(model_id=info.id, params=np.asarray([p[k] for k in info.param_names], float), eps=eps_v,
+             dt=dt, n_steps=n_steps, seed=seed, path_offset=path_offset, step_offset=step_offset,
+             x_init=init, save_steps=saves, exact_ou=exact_ou, threads=nthreads, obs_vars=obs_vars,
+             obs_shift=shift, window_edges=edges, bins=bins, lo=lo, hi=hi, device=dev)
 
     ds = _to_dataset(info, p, eps_v, dt, n_steps, seed, path_offset, step_offset, n_paths, names, m,
                      saves, res, save_fast, observables, obs_vars, edges, bins, lo, hi, exact_ou,
@@ -316,7 +317,7 @@ def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, step_offset, n_pat
                                 {"long_name": "state at t_end (last finite state for failed paths)",
                                  "units": "model state units"})
     data_vars["status"] = (("realization",), res["status"],
-                           {"long_name": "per-path status", "flag_values": np.arange(5, dtype=np.int8),
+                           {"long_name": "per-path status", "flag_values": np.arange(len(STATUS_MEANINGS), dtype=np.int8),
                             "flag_meanings": " ".join(STATUS_MEANINGS)})
     fail = res["fail_step"]  # local to the call; global like the time coordinate
     data_vars["fail_step"] = (("realization",), np.where(fail >= 0, fail + step_offset, fail),

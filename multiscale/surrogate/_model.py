@@ -20,9 +20,10 @@ from .. import _core
 from .._device import build_info
 from ._options import DiffusionForm
 
-_STREAM_SURROGATE = 4  # Philox stream of the surrogate's noise (rng/philox.h streams 0..3 are taken)
+from .._status import STATUS_MEANINGS, Status  # the registries: status.h and rng/streams.h
+from .._streams import Stream
+
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) = 1
-STATUS_MEANINGS = ("OK", "NONFINITE", "MAX_STEPS", "INTERRUPTED", "INVALID")
 FORMAT_VERSION = 1
 
 
@@ -475,14 +476,14 @@ class EffectiveSDE(torch.nn.Module):
                 k_save += 1
             if step == n_steps:
                 break
-            xi = torch.as_tensor(_core.normals(int(seed), path_offset, n_paths, step, m, False,
-                                               _STREAM_SURROGATE)).to(dev)
+            xi = torch.as_tensor(_core.normals(seed=int(seed), path0=path_offset, n_paths=n_paths, step=step,
+                                               n=m, single=False, stream=Stream.SURROGATE)).to(dev)
             b, S = model._step_coefficients(x, member, gid)
             x_new = x + b * dt + sq * (S @ xi[..., None])[..., 0]
             bad = alive & ~torch.isfinite(x_new).all(-1)
             if bool(bad.any()):
                 idx = bad.nonzero()[:, 0].cpu().numpy()
-                status[idx], fail[idx] = 1, step
+                status[idx], fail[idx] = Status.NONFINITE, step
                 alive &= ~bad
             x = torch.where(alive[:, None], x_new, x)  # failed paths keep their last finite state
         final = x.cpu().numpy()
@@ -529,7 +530,7 @@ class EffectiveSDE(torch.nn.Module):
                             {"long_name": "state of each path at the saved times"}),
              "final_state": (("realization", "state_all"), final,
                              {"long_name": "state at t_end (last finite state for failed paths)"}),
-             "status": (("realization",), status, {"flag_values": np.arange(5, dtype=np.int8),
+             "status": (("realization",), status, {"flag_values": np.arange(len(STATUS_MEANINGS), dtype=np.int8),
                                                    "flag_meanings": " ".join(STATUS_MEANINGS)}),
              "fail_step": (("realization",), fail, {"units": "steps"})},
             coords={"realization": np.arange(path_offset, path_offset + n_paths, dtype=np.int64),
@@ -539,7 +540,7 @@ class EffectiveSDE(torch.nn.Module):
                    "integrator": "euler_maruyama", "dt": float(dt), "n_steps": int(n_steps),
                    "t_end": float(n_steps * dt), "n_paths": int(n_paths), "seed": str(seed),
                    "path_offset": int(path_offset), "member": json.dumps(member),
-                   "rng": "Philox4x32-10", "rng_stream": _STREAM_SURROGATE, "device": device,
+                   "rng": "Philox4x32-10", "rng_stream": int(Stream.SURROGATE), "device": device,
                    "n_failed": int(np.count_nonzero(status)),
                    "surrogate_json": json.dumps(self.config()),
                    "package": "multiscale", "package_version": bi["version"],

@@ -23,9 +23,10 @@ from ..models._language import Model
 from ..simulate._grid import check_positive
 from ..simulate._simulate import _initial, _int_arg
 
-OUTCOME_NAMES = ("LO", "HI", "LEVEL", "MAX_STEPS", "NONFINITE")
-LO, HI, LEVEL, MAX_STEPS, NONFINITE = range(5)
-_STREAM_SURROGATE = 4  # the surrogate's dynamics stream (as in EffectiveSDE.simulate)
+from .._status import OUTCOME_NAMES, Outcome  # the registries: status.h and rng/streams.h
+from .._streams import Stream
+
+LO, HI, LEVEL, MAX_STEPS, NONFINITE = map(int, Outcome)
 _Z95 = 1.959963984540054
 
 
@@ -91,9 +92,11 @@ class _CompiledEngine:
     def run(self, states: np.ndarray, ids: np.ndarray, levels: np.ndarray, lo: float, hi: float,
             max_steps: int, seed: int, bridge: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance ``states`` (n, dim) in place; returns (outcome, steps, xi_max), each (n,)."""
-        r = (self.info.core or _core).passage(self.info.id, self._p, self.eps, self.dt, self.exact_ou, int(seed), states,
-                          np.ascontiguousarray(ids, np.uint32), np.ascontiguousarray(levels, float), self.w,
-                          float(lo), float(hi), int(max_steps), bool(bridge), self.threads, self.device)
+        r = (self.info.core or _core).passage(
+            model_id=self.info.id, params=self._p, eps=self.eps, dt=self.dt, exact_ou=self.exact_ou,
+            seed=int(seed), state=states, path_ids=np.ascontiguousarray(ids, np.uint32),
+            levels=np.ascontiguousarray(levels, float), w=self.w, lo=float(lo), hi=float(hi),
+            max_steps=int(max_steps), bridge=bool(bridge), threads=self.threads, device=self.device)
         return r["outcome"], r["steps"], r["xi_max"]
 
 
@@ -191,7 +194,7 @@ class _SurrogateEngine:
                 if idx.size == 0:
                     break
                 xl = x[idx]
-                z = _core.normals_ids(int(seed), ids[idx], step, self.m, _STREAM_SURROGATE)
+                z = _core.normals_ids(seed=int(seed), ids=ids[idx], step=step, n=self.m, stream=Stream.SURROGATE)
                 b, S = self._coefficients(xl)
                 xn = xl + b * self.dt + sq * np.einsum("nij,nj->ni", S, z)
                 ok = np.isfinite(xn).all(-1)
@@ -208,7 +211,7 @@ class _SurrogateEngine:
                 if bridge:
                     # variance of the step's noise along w: |S^T w|^2 dt
                     v = (np.einsum("nij,i->nj", S, w) ** 2).sum(-1) * self.dt
-                    u = _core.bridge_uniforms(int(seed), ids[idx], step)
+                    u = _core.bridge_uniforms(seed=int(seed), ids=ids[idx], step=step)
                     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
                         p_hi = np.where(v > 0, np.exp(-2 * (hi - x0i) * (hi - x1i) / v), 0.0)
                         p_lo = np.where(v > 0, np.exp(-2 * (x0i - lo) * (x1i - lo) / v), 0.0)

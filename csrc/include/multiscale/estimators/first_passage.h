@@ -11,6 +11,11 @@
 //     p = exp(-2 (L - xi_n)(L - xi_{n+1}) / v)      (e.g. Glasserman, Monte Carlo Methods in
 // Financial Engineering, sec. 6.4). The test draws one uniform per level from its own Philox
 // stream (STREAM_AUX), so a segment stays a pure function of (seed, segment id, start state).
+//
+// The pieces, in the order every launcher runs them: passage_start decides the start state;
+// then per step passage_step (em_step, commit, coordinate, bridge draws) and passage_decide.
+// run_passage is that loop for one path (the CUDA launcher's thread); the CPU launcher runs
+// the same two calls over SIMD lanes with refill, so both draw the same noise and decide alike.
 #pragma once
 #include <cmath>
 
@@ -18,17 +23,10 @@
 #include "../integrators/euler_maruyama.h"
 #include "../rng/normal.h"
 #include "../rng/philox.h"
+#include "../rng/streams.h"
+#include "../status.h"
 
 namespace ms {
-
-// How a segment ended.
-enum Outcome : int8_t {
-  OUTCOME_LO = 0,         // xi reached lo (set A)
-  OUTCOME_HI = 1,         // xi reached hi (set B)
-  OUTCOME_LEVEL = 2,      // xi exceeded the stopping level (AMS branching point), not in A or B
-  OUTCOME_MAX_STEPS = 3,  // step budget spent first
-  OUTCOME_NONFINITE = 4,  // the state became NaN/inf; the last finite state is kept
-};
 
 // Uniform (b + 1/2) / 2^52 in (0, 1) from the top 52 random bits b, built from the bit pattern
 // of a double in [1, 2) (no integer-to-double conversion, so the lane loop vectorises).
@@ -37,18 +35,11 @@ MS_INLINE double uniform52(uint32_t hi, uint32_t lo) {
   return (double_of(b | 0x3ff0000000000000ULL) - 1.0) + 1.1102230246251565e-16;
 }
 
-// Probability that a Brownian bridge with total variance v starting at distance d0 > 0 from a
-// level and ending at distance d1 > 0 (same side) touches it.
-MS_INLINE double bridge_crossing(double d0, double d1, double v) {
-  return v > 0.0 ? exp(-2.0 * d0 * d1 / v) : 0.0;
-}
-
 struct PassageArgs {
   const double* w;    // [dim] reaction-coordinate weights over (x, y)
   double lo, hi;      // absorbing levels of xi (-inf / +inf: none)
   double level;       // stop as soon as xi > level (+inf: never)
   int64_t max_steps;  // step budget of this segment
-  bool bridge;        // Brownian-bridge crossing test at lo and hi
 };
 
 // Reaction coordinate of a state.
@@ -121,34 +112,51 @@ MS_INLINE int passage_decide(const PassageArgs& a, double xi1, bool touched_hi, 
   return steps >= a.max_steps ? OUTCOME_MAX_STEPS : -1;
 }
 
-// Run one segment in place on (x, y) (one path per call: the CUDA thread's loop; the CPU
-// launcher interleaves paths in SIMD lanes with the same three pieces). Step numbers continue
-// from `step0` so that a resumed segment draws the same noise. Returns the outcome; `steps` is
-// the number of steps taken and `xi_max` the largest xi at the step ends (start included).
-template <bool ExactOU, class M, class Real, class V, class S>
-MS_INLINE int8_t run_passage(const M& m, const StepCoef<Real>& k, V x, V y, V xn, V yn, const S& s,
-                             const PhiloxKey& key, uint32_t path, uint64_t step0,
-                             const PassageArgs& a, int64_t& steps, double& xi_max) {
+// One step of a segment from (x, y), whose coordinate is xi: em_step of step number `st`, the
+// commit of a finite step (a failed one leaves (x, y) as they were; selected branch-free so
+// that the CPU lane loop vectorises), the coordinate xi1 after it and, with Bridge, the
+// crossing draws. Returns false when the step failed (outcome NONFINITE; xi1 and the draws are
+// then not to be used). Bridge is false where the test is off or the model has no noise.
+template <bool ExactOU, bool Bridge, class M, class Real, class V, class S>
+MS_INLINE bool passage_step(const M& m, const StepCoef<Real>& k, V x, V y, V xn, V yn, const S& s,
+                            const PhiloxKey& key, uint32_t path, uint64_t st, const PassageArgs& a,
+                            double xi, double& xi1, bool& touched_hi, bool& touched_lo) {
   const int nx = m.nx(), ny = m.ny();
-  double xi = coordinate(a.w, x, y, nx, ny);
-  xi_max = xi;
-  steps = 0;
-  int r = passage_start(a, xi);
-  const bool noisy = a.bridge && model_noisy(m);
-  while (r < 0) {
-    const uint64_t st = step0 + static_cast<uint64_t>(steps);
-    if (!em_step<ExactOU>(m, k, x, y, xn, yn, s, key, path, st)) return OUTCOME_NONFINITE;
-    ++steps;
-    const double v = noisy ? step_variance<ExactOU>(m, k, s.a, s.b, a.w) : 0.0;
-    for (int i = 0; i < nx; ++i) x[i] = xn[i];
-    for (int j = 0; j < ny; ++j) y[j] = yn[j];
-    const double xi1 = coordinate(a.w, x, y, nx, ny);
-    bool th = false, tl = false;
-    if (v > 0.0) bridge_draws(a, key, path, st, xi, xi1, v, th, tl);
-    r = passage_decide(a, xi1, th, tl, steps, xi_max);
-    xi = xi1;
+  const bool good = em_step<ExactOU>(m, k, x, y, xn, yn, s, key, path, st);
+  for (int i = 0; i < nx; ++i) x[i] = good ? xn[i] : x[i];
+  for (int j = 0; j < ny; ++j) y[j] = good ? yn[j] : y[j];
+  xi1 = coordinate(a.w, x, y, nx, ny);
+  touched_hi = false;
+  touched_lo = false;
+  if constexpr (Bridge) {
+    const double v = step_variance<ExactOU>(m, k, s.a, s.b, a.w);
+    bridge_draws(a, key, path, st, xi, xi1, v, touched_hi, touched_lo);
   }
-  return static_cast<int8_t>(r);
+  return good;
+}
+
+// Run one segment in place on (x, y) for at most `budget` steps, from a state that
+// passage_start left undecided (or where an earlier call ran out of budget). `xi` is the
+// coordinate of (x, y); `steps` counts the segment's steps so far and numbers the noise, so a
+// segment run in several calls draws the noise of one run in a single call; `xi_max` is the
+// largest xi at the step ends (start included). Returns the outcome, or -1 when the budget
+// ran out first.
+template <bool ExactOU, bool Bridge, class M, class Real, class V, class S>
+MS_INLINE int run_passage(const M& m, const StepCoef<Real>& k, V x, V y, V xn, V yn, const S& s,
+                          const PhiloxKey& key, uint32_t path, const PassageArgs& a, int64_t budget,
+                          double& xi, int64_t& steps, double& xi_max) {
+  for (int64_t b = 0; b < budget; ++b) {
+    double xi1;
+    bool th, tl;
+    if (!passage_step<ExactOU, Bridge>(m, k, x, y, xn, yn, s, key, path, static_cast<uint64_t>(steps), a, xi,
+                                       xi1, th, tl))
+      return OUTCOME_NONFINITE;  // the last finite state stays
+    ++steps;
+    const int r = passage_decide(a, xi1, th, tl, steps, xi_max);
+    xi = xi1;
+    if (r >= 0) return r;
+  }
+  return -1;
 }
 
 }  // namespace ms

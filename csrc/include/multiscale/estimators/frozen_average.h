@@ -21,10 +21,9 @@
 #include "../integrators/euler_maruyama.h"
 #include "../models/common.h"
 #include "../rng/normal.h"
+#include "../rng/streams.h"
 
 namespace ms {
-
-constexpr uint32_t STREAM_FROZEN = 3;  // Philox stream of the frozen-x fast process
 
 template <class Real>
 struct FrozenCoef {

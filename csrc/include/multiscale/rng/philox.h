@@ -4,6 +4,7 @@
 // on thread count, chunking or devices.
 #pragma once
 #include "../config.h"
+#include "streams.h"
 
 namespace ms {
 
@@ -53,15 +54,9 @@ MS_INLINE uint64_t splitmix64(uint64_t x) {
 
 // Counter layout used throughout the project (documented in README "Reproducibility"):
 //   key  = (h & 0xffffffff, h >> 32) with h = splitmix64(seed)
-//   ctr0 = block index within the step (bits 0..23) | stream id (bits 24..31)
+//   ctr0 = block index within the step (bits 0..23) | stream id (bits 24..31; rng/streams.h)
 //   ctr1 = path index (paths are numbered 0 .. 2^32-1 globally, across chunks and ranks)
 //   ctr2 = step index, low 32 bits; ctr3 = step index, high 32 bits
-enum Stream : uint32_t {
-  STREAM_DYNAMICS = 0,  // Brownian increments of the SDE
-  STREAM_INITIAL = 1,   // random initial conditions
-  STREAM_AUX = 2,       // estimators (e.g. splitting, resampling)
-};
-
 struct PhiloxKey {
   uint32_t k0, k1;
   MS_INLINE static PhiloxKey from_seed(uint64_t seed) {
