@@ -292,8 +292,9 @@ def _kill_on_event(cmd: list[str], out: Path, pattern: str, group: bool = False)
 
 # Fault points inside the run (the n-th checkpoint, inside a write, after a write) and kills
 # from outside at the first checkpoint file or the first finished-task record.
-@pytest.mark.parametrize("fault", ["checkpoint:3", "midwrite:4", "write:7", "external:checkpoints/*.npz",
-                                   "external:tasks/*.json"])
+@pytest.mark.parametrize("fault", ["checkpoint:3", "external:tasks/*.json",
+                                   *(pytest.param(f, marks=pytest.mark.slow)
+                                     for f in ("midwrite:4", "write:7", "external:checkpoints/*.npz"))])
 def test_killed_run_resumes_to_identical_dataset(fault, slow_reference, tmp_path):
     spec = _write_spec(tmp_path, SLOW)
     out = tmp_path / "run"
@@ -354,6 +355,7 @@ def test_mpi_exception_on_rank_one_ends_job(tmp_path):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow
 def test_mpi_killed_then_resumed_on_other_rank_count(slow_reference, tmp_path):
     spec = _write_spec(tmp_path, SLOW)
     out = tmp_path / "run"
@@ -410,6 +412,7 @@ def chain_reference(tmp_path_factory) -> Path:
     return _reference_run(tmp_path_factory, CHAIN)
 
 
+@pytest.mark.slow  # a whole average-train-validate chain
 def test_validate_step_reports_per_point(chain_reference):
     ds = _merged(chain_reference)
     assert int(ds["validation_passed"][0]) == 1, ds["validation_check"].values
@@ -424,6 +427,7 @@ def test_validate_step_reports_per_point(chain_reference):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow
 @pytest.mark.parametrize("doc, ref", [(TRAIN, "train_reference"), (CHAIN, "chain_reference")],
                          ids=["train", "average-train-validate"])
 def test_learning_steps_identical_on_two_ranks(doc, ref, request, tmp_path):

@@ -181,6 +181,7 @@ def _run_command(words: list[str], block: Block, cwd: Path, env: dict) -> str:
     pytest.fail(f"{block.id}: no runner for {cmd!r}; run it here or add it to SKIP with the reason")
 
 
+@pytest.mark.slow  # every documented command, run for real
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
 def test_doc_block(block, workdirs):
     dirs, env = workdirs

@@ -19,6 +19,8 @@ import multiscale as ms
 from multiscale import exact
 from multiscale.validate import committor, exact_limit, mfpt
 
+pytestmark = pytest.mark.slow  # every example script, run for real
+
 pytest.importorskip("matplotlib")
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -198,6 +198,7 @@ def test_export_bad_input(tmp_path):
 # The examples: C++ Euler-Maruyama statistics and the SciPy integration
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a statistical check over a long C++ run
 def test_cpp_example_statistics_match_python_simulation(programs, trained):
     sde, path = trained
     n_cpp, n_py = 4000, 4000

@@ -13,6 +13,8 @@ import pytest
 
 import multiscale as _ms_for_path
 
+pytestmark = pytest.mark.slow  # the whole pipeline, run for real
+
 pytest.importorskip("torch")
 
 # Children import the same multiscale as this process, from a directory with no sources.

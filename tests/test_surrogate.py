@@ -89,6 +89,7 @@ def avg4():
     return ms.AveragingEstimator(opts, seed=4).fit("fast_ou_noise", np.linspace(-2.5, 2.5, 26)).result_
 
 
+@pytest.mark.slow
 def test_problem4_ito_corrected_drift_and_diffusion(avg4):
     sde = EffectiveSDEEstimator(SurrogateOptions(members=8, seed=0)).fit(avg4).fetch_model()
     F, A = exact.fast_ou_noise_drift(X_TEST), exact.fast_ou_noise_diffusion(X_TEST)
@@ -101,6 +102,7 @@ def test_problem4_ito_corrected_drift_and_diffusion(avg4):
     assert np.all(np.abs(b - wrong)[far] > 3 * np.abs(b - F)[far])
 
 
+@pytest.mark.slow
 def test_problem4_gradient_structure_potential(avg4):
     """The invariant density of problem 4's limit is (1+x^2)^(-1/2) exp(-x^2/2), so the learned
     potential must be x^2/2 + log(1+x^2)/2 up to a constant."""

@@ -41,6 +41,7 @@ def cache(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.mark.slow  # compile-heavy: runs with pytest -m slow
 def test_cuda_build_of_a_user_model(monkeypatch):
     """Where nvcc is found, the same model is compiled as device code too; its CPU paths stay
     bitwise the catalogue's, and on a GPU its CUDA paths equal the catalogue's CUDA paths."""
@@ -72,7 +73,9 @@ def _args(name: str, params, precision, fast_step, seed=3):
     return args
 
 
-@pytest.mark.parametrize("name", list(SOURCES))
+# one model in the fast suite; every model (a C++ build each) with pytest -m slow
+@pytest.mark.parametrize("name", [n if n == "tilted_double_well" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in SOURCES])
 def test_catalogue_in_the_language_is_bitwise_the_catalogue(name):
     """Each catalogue model's language form, compiled just in time, gives bitwise the built-in
     model's paths: both precisions, the Euler and the default (exact OU where linear) fast step."""
@@ -159,6 +162,7 @@ def test_compile_error_names_the_field_and_expression(monkeypatch, tmp_path):
     assert not list(tmp_path.rglob("_msjit_*.so"))  # nothing half-built left to load
 
 
+@pytest.mark.slow  # compile-heavy: runs with pytest -m slow
 def test_identifiers_cannot_clash_with_cpp():
     """Index variables and names that are C++ keywords or the generator's own names compile."""
     m = ms.Model("clash", slow={"X[int]": "-X[int] + sum(Y[int*J + auto], auto, 0, J)"},
@@ -189,6 +193,7 @@ _CHILD = """
 """
 
 
+@pytest.mark.slow  # compile-heavy: runs with pytest -m slow
 def test_cache_reused_across_processes_and_rebuilt_when_corrupt(cache):
     first = _child(_CHILD)
     assert first.returncode == 0, first.stderr
@@ -208,6 +213,7 @@ def test_cache_reused_across_processes_and_rebuilt_when_corrupt(cache):
     assert third.stdout.split("final")[1] == first.stdout.split("final")[1]
 
 
+@pytest.mark.slow  # compile-heavy: runs with pytest -m slow
 def test_concurrent_first_use(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(PKG_PARENT), MULTISCALE_CACHE=str(tmp_path / "c"))
     with contextlib.ExitStack() as stack:  # both children closed and reaped on every path
@@ -287,6 +293,7 @@ def test_cli_model_file_on_every_command(tmp_path, capsys):
     assert "bad.toml" in err and "__import__" in err and not (tmp_path / "b.nc").exists()
 
 
+@pytest.mark.slow  # compile-heavy: runs with pytest -m slow
 def test_cli_run_pipeline_on_a_model_file(tmp_path):
     """The main job on a user model: every stage runs, and validation uses the exact limit from
     the declared fast invariant density."""
@@ -302,6 +309,7 @@ def test_cli_run_pipeline_on_a_model_file(tmp_path):
     assert (tmp_path / "run" / "surrogate.mss").is_file()
 
 
+@pytest.mark.slow  # compile-heavy: runs with pytest -m slow
 def test_campaign_model_file(tmp_path):
     """campaign.model_file (relative to the spec) runs a user model; its tasks equal direct
     simulate calls; the merged dataset carries the definition; an edited model is refused on resume."""

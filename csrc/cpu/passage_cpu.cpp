@@ -152,11 +152,16 @@ bool run_all(const M& m, const PassageSpec& spec, const PassageBuffers& out) {
   const int64_t task = 8 * W;
   const int64_t ntasks = (spec.n_paths + task - 1) / task;
   std::atomic<int64_t> next{0};
-  std::atomic<int> busy{threads};
+  std::atomic<int> busy{0};
   std::atomic<bool> stop{false};
   const bool bridge = spec.bridge && model_noisy(m);
 #pragma omp parallel num_threads(threads)
   {
+    // The team the runtime gave, which can be smaller than asked for (OMP_DYNAMIC shrinks it on
+    // a loaded machine, OMP_THREAD_LIMIT caps it): counting `threads` here left thread 0
+    // waiting forever for threads that never existed. The barrier after `single` publishes it.
+#pragma omp single
+    busy.store(omp_get_num_threads());
     Block<double, W> B(m.nx(), m.ny(), 0);
     StopPoll poll{spec, stop, omp_get_thread_num() == 0};
     for (;;) {
