@@ -23,7 +23,7 @@ from .._toml import read_toml
 from ..averaging import AveragingOptions
 from ..models._catalog import get_model
 from ..models._jit import ModelCompileError
-from ..models._language import Model, ModelLanguageError, load_model_file
+from ..models import Model, ModelLanguageError, load_model_file
 from ..simulate._grid import steps_of
 from ..simulate._options import FastStep
 

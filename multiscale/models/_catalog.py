@@ -334,7 +334,7 @@ def get_model(name: Any) -> ModelInfo:
     or compile a user :class:`~multiscale.Model` (cached after the first use)."""
     if isinstance(name, ModelInfo):
         return name
-    from ._language import Model
+    from ._model import Model
 
     if isinstance(name, Model):
         from ._user import user_model_info

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from ._catalog import ModelInfo, Param
-from ._language import Model
+from ._model import Model
 
 _INFOS: dict[str, ModelInfo] = {}
 

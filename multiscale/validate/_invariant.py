@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..models._catalog import ModelInfo
-from ..models._language import Model
+from ..models import Model
 from ..simulate._grid import check_positive
 from ..simulate._options import Histogram, Observables
 from ..simulate._simulate import _int_arg, simulate

@@ -19,7 +19,7 @@ from .. import _core
 from .._device import parse_device
 from .._errors import SimulationError
 from ..models._catalog import ModelInfo, get_model
-from ..models._language import Model
+from ..models import Model
 from ..simulate._grid import check_positive
 from ..simulate._simulate import _initial, _int_arg
 
