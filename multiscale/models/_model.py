@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .._errors import ModelLanguageError
+from .._toml import read_toml
 from ._catalog import Scaling
 from ._evaluate import ModelFunctions, positive_number
 from ._ir import LANGUAGE_VERSION, RESERVED, Eps, Equation, Expr, ParsedModel, Variable, eval_index, walk_model
@@ -497,23 +498,11 @@ def load_model_file(path: str | Path) -> Model:
     ModelLanguageError
         Naming the file and the key path of the first invalid entry.
     """
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise ModelLanguageError("reading a model file needs Python >= 3.11 or "
-                                     "`pip install tomli`") from None
     src = f"model file {str(path)!r}"
     try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ModelLanguageError(f"{src} does not exist") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ModelLanguageError(f"{src}: {e}") from None
+        doc = read_toml(path, "model file")
+    except ValueError as e:  # no TOML reader, no such file, invalid TOML
+        raise ModelLanguageError(str(e)) from None
     for k in doc:
         if k != "model":
             raise ModelLanguageError(f"{src}: {k}: unknown key; the file holds one [model] table")
