@@ -21,9 +21,8 @@ import numpy as np
 
 from .._toml import read_toml
 from ..averaging import AveragingOptions
-from ..models._catalog import get_model
+from ..models import Model, ModelLanguageError, get_model, load_model_file
 from ..models._jit import ModelCompileError
-from ..models import Model, ModelLanguageError, load_model_file
 from ..simulate._grid import steps_of
 from ..simulate._options import FastStep
 

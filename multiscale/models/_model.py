@@ -30,10 +30,10 @@ from typing import Any, Mapping
 
 from .._errors import ModelLanguageError
 from .._toml import read_toml
-from ._catalog import Scaling
 from ._evaluate import ModelFunctions, positive_number
 from ._ir import LANGUAGE_VERSION, RESERVED, Eps, Equation, Expr, ParsedModel, Variable, eval_index, walk_model
 from ._parser import MAX_NAME_LENGTH, Parser, Scope, is_name
+from ._types import Scaling
 
 _DECL_RE = re.compile(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*(?:\[\s*([A-Za-z][A-Za-z0-9_]*)\s*\])?\s*\Z")
 _MODEL_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")

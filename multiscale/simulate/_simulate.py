@@ -13,7 +13,7 @@ import xarray as xr
 from .. import _core
 from .._device import build_info, parse_device
 from .._errors import SimulationError
-from ..models._catalog import ModelInfo, Scaling, get_model
+from ..models import ModelInfo, Scaling, get_model
 from ._grid import check_positive, save_steps, steps_of
 from ._options import FastStep, Observables, Precision
 

@@ -486,7 +486,7 @@ def _slow_names(ds: xr.Dataset, names: list[str]) -> list[str]:
         try:
             import json
 
-            from ..models._catalog import get_model
+            from ..models import get_model
             info = get_model(model)
             p = {**info.defaults, **json.loads(ds.attrs.get("params_json", "{}"))}
             slow, _ = info.state_names(p)

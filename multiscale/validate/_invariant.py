@@ -14,8 +14,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..models._catalog import ModelInfo
-from ..models import Model
+from ..models import Model, ModelInfo, get_model
 from ..simulate._grid import check_positive
 from ..simulate._options import Histogram, Observables
 from ..simulate._simulate import _int_arg, simulate
@@ -132,8 +131,6 @@ def stationary_histogram(system: Any, *, lo: float, hi: float, bins: int, t_burn
     if surrogate:
         names = list(system.names)
     else:
-        from ..models._catalog import get_model
-
         info = get_model(system)
         s, f = info.state_names(info.resolve_params(params))
         names = s + f

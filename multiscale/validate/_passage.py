@@ -18,8 +18,7 @@ import numpy as np
 from .. import _core
 from .._device import parse_device
 from .._errors import SimulationError
-from ..models._catalog import ModelInfo, get_model
-from ..models import Model
+from ..models import Model, ModelInfo, get_model
 from ..simulate._grid import check_positive
 from ..simulate._simulate import _initial, _int_arg
 
