@@ -1,10 +1,27 @@
-"""Exceptions raised by multiscale."""
+"""Exceptions and warnings raised by multiscale: one family, defined here.
+
+Every exception derives from :class:`MultiscaleError`, so ``except multiscale.MultiscaleError``
+catches anything the package raises on purpose; each also keeps the built-in base that says what
+kind of failure it is (``ValueError`` for invalid input, ``RuntimeError`` for a run that could not
+complete), so ``except ValueError`` keeps working. Warnings derive from :class:`MultiscaleWarning`.
+All are exported from the top-level package.
+"""
 from __future__ import annotations
 
 from typing import Any
 
 
-class SimulationError(RuntimeError):
+class MultiscaleError(Exception):
+    """Base class of every exception multiscale raises on purpose."""
+
+
+class MultiscaleWarning(UserWarning):
+    """Base class of the warnings multiscale issues."""
+
+
+# -- simulation and devices ---------------------------------------------------------------------
+
+class SimulationError(MultiscaleError, RuntimeError):
     """Some paths of an ensemble did not finish (e.g. became non-finite).
 
     The complete result, including the per-path ``status``, is attached as ``dataset`` so
@@ -16,11 +33,13 @@ class SimulationError(RuntimeError):
         self.dataset = dataset
 
 
-class DeviceUnavailableError(RuntimeError):
+class DeviceUnavailableError(MultiscaleError, RuntimeError):
     """The requested device (e.g. ``"cuda"``) is not available in this build or machine."""
 
 
-class ModelLanguageError(ValueError):
+# -- models -------------------------------------------------------------------------------------
+
+class ModelLanguageError(MultiscaleError, ValueError):
     """An invalid model definition or expression.
 
     The message names the model and the field (e.g. ``slow drift of x``) and, for an expression,
@@ -81,3 +100,34 @@ def _caret(text: str, start: int, end: int | None) -> str:
     col = len(pre) + start - lo
     n = max(1, min(end, max(hi, start + 1)) - start)
     return f"    {pre}{shown[lo:hi]}{post}\n    {' ' * col}{'^' * n}"
+
+
+class ModelCompileError(MultiscaleError, RuntimeError):
+    """The generated code of a user model did not compile; the message holds the compiler's
+    first errors."""
+
+
+# -- learning, export and campaigns -------------------------------------------------------------
+
+class LagWarning(MultiscaleWarning):
+    """The transition lag looks too short (fast-scale variance in the increments) or too long."""
+
+
+class SurrogateFormatError(MultiscaleError, ValueError):
+    """A surrogate file is not a valid, unmodified file of a supported format version."""
+
+
+class ExportFormatError(MultiscaleError, ValueError):
+    """A portable surrogate file is malformed, truncated, corrupted or of another version."""
+
+
+class CampaignSpecError(MultiscaleError, ValueError):
+    """An invalid campaign spec; the message starts with the key path of the bad value."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"campaign spec: {key}: {message}")
+        self.key = key
+
+
+class CampaignError(MultiscaleError, RuntimeError):
+    """A campaign cannot run or resume (changed spec, failed task, corrupt folder)."""

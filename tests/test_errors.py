@@ -1,6 +1,12 @@
 """Bad input is rejected with a ValueError naming the offending value; failing paths are
-reported per path (status codes) or raised as SimulationError with the data attached."""
+reported per path (status codes) or raised as SimulationError with the data attached; every
+exception and warning of the package is one family, exported from the top level."""
 from __future__ import annotations
+
+import ast
+import builtins
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,3 +267,70 @@ def test_histogram_counts_same_population_as_mean_when_paths_fail():
 def test_observables_with_numpy_scalars(obs):
     ds = ms.simulate("double_well", dt=0.1, t_end=1.0, n_paths=3, observables=obs())
     assert ds["obs_count"].values.sum() > 0
+
+
+# -- one error family ---------------------------------------------------------------------------
+
+_BUILTIN_BASES = {name for name, obj in vars(builtins).items()
+                  if isinstance(obj, type) and issubclass(obj, BaseException)}
+
+
+def _defined_exception_classes() -> dict[str, str]:
+    """Every class of the package (by its source) that derives, directly or through another
+    class of the package, from a built-in exception or warning: name -> defining file."""
+    root = Path(ms.__file__).parent
+    bases: dict[str, tuple[set[str], str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                names = {b.id if isinstance(b, ast.Name) else b.attr for b in node.bases
+                         if isinstance(b, (ast.Name, ast.Attribute))}
+                bases[node.name] = (names, str(path.relative_to(root.parent)))
+    found: dict[str, str] = {}
+    changed = True
+    while changed:  # close over classes deriving from the package's own exceptions
+        changed = False
+        for name, (parents, where) in bases.items():
+            if name not in found and parents & (_BUILTIN_BASES | set(found)):
+                found[name] = where
+                changed = True
+    return found
+
+
+def test_every_exception_and_warning_is_exported_and_in_the_family():
+    found = _defined_exception_classes()
+    # the walk sees the classes (one that finds nothing would pass vacuously)
+    assert {"MultiscaleError", "SimulationError", "ModelLanguageError", "LagWarning"} <= set(found)
+    for name, where in found.items():
+        assert name in ms.__all__, f"{name} ({where}) is not exported from multiscale"
+        cls = getattr(ms, name)
+        assert isinstance(cls, type) and cls.__name__ == name
+        if issubclass(cls, Warning):
+            assert issubclass(cls, ms.MultiscaleWarning), f"{name} does not derive from MultiscaleWarning"
+        else:
+            assert issubclass(cls, ms.MultiscaleError), f"{name} does not derive from MultiscaleError"
+    exported = {n for n in ms.__all__ if isinstance(getattr(ms, n), type)
+                and issubclass(getattr(ms, n), BaseException)}
+    assert exported == set(found), "an exported exception is not defined in the package"
+
+
+@pytest.mark.parametrize("name, builtin", [
+    ("SimulationError", RuntimeError), ("DeviceUnavailableError", RuntimeError),
+    ("ModelLanguageError", ValueError), ("ModelCompileError", RuntimeError),
+    ("SurrogateFormatError", ValueError), ("ExportFormatError", ValueError),
+    ("CampaignSpecError", ValueError), ("CampaignError", RuntimeError), ("LagWarning", UserWarning),
+])
+def test_each_error_keeps_its_builtin_base(name, builtin):
+    # existing `except ValueError` / `except RuntimeError` code keeps working
+    assert issubclass(getattr(ms, name), builtin)
+
+
+def test_one_except_catches_the_package_errors():
+    with pytest.raises(ms.MultiscaleError):
+        ms.Model("bad", slow={"x": "x +"})
+    with pytest.raises(ms.MultiscaleError):
+        ms.load_model_file("/nonexistent/model.toml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ms.MultiscaleWarning):
+            warnings.warn("lag", ms.LagWarning)

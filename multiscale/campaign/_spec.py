@@ -19,10 +19,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .._errors import CampaignSpecError, ModelCompileError, ModelLanguageError
 from .._toml import read_toml
 from ..averaging import AveragingOptions
-from ..models import Model, ModelLanguageError, get_model, load_model_file
-from ..models._jit import ModelCompileError
+from ..models import Model, get_model, load_model_file
 from ..simulate._grid import steps_of
 from ..simulate._options import FastStep
 
@@ -32,14 +32,6 @@ SPEC_FORMAT = 1
 _RATE_SIM = 1.5e8     # state-component updates per second
 _RATE_AVG = 1.0e8     # fast-component updates per second
 _RATE_TRAIN = 2.0e5   # (member x data point x epoch) per second
-
-
-class CampaignSpecError(ValueError):
-    """An invalid campaign spec; the message starts with the key path of the bad value."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"campaign spec: {key}: {message}")
-        self.key = key
 
 
 def _unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:

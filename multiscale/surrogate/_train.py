@@ -15,15 +15,12 @@ import torch
 import xarray as xr
 
 from .._device import build_info
+from .._errors import LagWarning
 from ._model import EffectiveSDE, member_moments
 from ._options import SurrogateOptions, TrajectoryMethod
 
 
 MAX_PAIRS = 2_000_000  # transition pairs kept in memory for the trajectories pathway
-
-
-class LagWarning(UserWarning):
-    """The transition lag looks too short (fast-scale variance in the increments) or too long."""
 
 
 def _jsonable(options: SurrogateOptions) -> dict[str, Any]:
