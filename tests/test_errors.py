@@ -334,3 +334,43 @@ def test_one_except_catches_the_package_errors():
         warnings.simplefilter("error")
         with pytest.raises(ms.MultiscaleWarning):
             warnings.warn("lag", ms.LagWarning)
+
+
+# -- the shared argument checks (multiscale/_checks.py) ------------------------------------------
+
+def test_argument_checks_return_plain_values():
+    from multiscale import _checks as c
+
+    assert c.finite("x", np.float32(1.5)) == 1.5 and type(c.finite("x", np.float32(1.5))) is float
+    assert c.positive_finite("dt", 1) == 1.0
+    assert c.nonnegative_finite("t", 0) == 0.0
+    assert c.integer("n", np.int64(3), 1) == 3 and type(c.integer("n", np.int64(3), 1)) is int
+    assert c.whole_number("n", 5.0, 5) == 5
+    assert c.finite_interval(0, 1) == (0.0, 1.0)
+    np.testing.assert_array_equal(c.increasing_array("edges", [0, 1, 3]), [0.0, 1.0, 3.0])
+
+
+@pytest.mark.parametrize("check, args, pattern", [
+    ("finite", ("x", float("inf")), r"x=inf must be finite"),
+    ("finite", ("x", "1.0"), r"x='1\.0' must be a number"),
+    ("finite", ("x", None), r"x=None must be a number"),
+    ("positive_finite", ("dt", 0.0), r"dt=0\.0 must be a finite number > 0"),
+    ("positive_finite", ("dt", float("nan")), r"dt=nan must be a finite number > 0"),
+    ("positive_finite", ("dt", True), r"dt=True must be a number"),
+    ("nonnegative_finite", ("burn_in", -1), r"burn_in=-1 must be a finite number >= 0"),
+    ("integer", ("n_paths", 0, 1), r"n_paths=0 must be an integer >= 1"),
+    ("integer", ("n_paths", 2.0, 1), r"n_paths=2\.0 must be an integer >= 1"),
+    ("integer", ("n_paths", True, 1), r"n_paths=True must be an integer >= 1"),
+    ("whole_number", ("n", 2.5, 1), r"n=2\.5 must be an integer >= 1"),
+    ("whole_number", ("n", float("nan"), 1), r"n=nan must be an integer >= 1"),
+    ("finite_interval", (1.0, 0.0), r"lo=1\.0 and hi=0\.0 must be finite with lo < hi"),
+    ("finite_interval", (0.0, float("inf"), ("a", "b")), r"a=0\.0 and b=inf must be finite with a < b"),
+    ("increasing_array", ("edges", [0.0]), r"edges must be 1-D with at least 2 entries; got shape \(1,\)"),
+    ("increasing_array", ("edges", [0.0, np.nan]), r"edges must be finite; got nan"),
+    ("increasing_array", ("grid", [0.0, 2.0, 1.0], 3), r"grid\[1\]=2\.0, grid\[2\]=1\.0"),
+])
+def test_argument_checks_name_the_value(check, args, pattern):
+    from multiscale import _checks
+
+    with pytest.raises(ValueError, match=pattern):
+        getattr(_checks, check)(*args)

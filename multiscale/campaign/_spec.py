@@ -12,13 +12,13 @@ import functools
 import hashlib
 import itertools
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from .._checks import finite, integer, positive_finite
 from .._errors import CampaignSpecError, ModelCompileError, ModelLanguageError
 from .._toml import read_toml
 from ..averaging import AveragingOptions
@@ -42,20 +42,20 @@ def _unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
             raise CampaignSpecError(f"{where}.{k}" if where else k, f"unknown key{hint}")
 
 
-def _num(v: Any, key: str, *, positive: bool = False, nonneg: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise CampaignSpecError(key, f"expected a finite number, got {v!r}")
-    if positive and v <= 0:
-        raise CampaignSpecError(key, f"must be > 0, got {v!r}")
-    if nonneg and v < 0:
-        raise CampaignSpecError(key, f"must be >= 0, got {v!r}")
-    return float(v)
+def _num(v: Any, key: str, *, positive: bool = False) -> float:
+    """A finite number (> 0 with ``positive``), else a spec error naming ``key``."""
+    try:
+        return (positive_finite if positive else finite)(key.rsplit(".", 1)[-1], v)
+    except ValueError as e:
+        raise CampaignSpecError(key, str(e)) from None
 
 
 def _int(v: Any, key: str, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise CampaignSpecError(key, f"expected an integer >= {minimum}, got {v!r}")
-    return int(v)
+    """An integer >= ``minimum``, else a spec error naming ``key``."""
+    try:
+        return integer(key.rsplit(".", 1)[-1], v, minimum)
+    except ValueError as e:
+        raise CampaignSpecError(key, str(e)) from None
 
 
 def _steps(t: float, dt: float, key: str, where: str = "") -> int:
@@ -617,8 +617,7 @@ def _validate_step(t: dict, tr: TrainStep | None, info) -> ValidateStep:
     for k, v in kw.items():  # ValidationSettings does not check its values itself
         if k == "ams":
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise CampaignSpecError(f"validate.{k}", f"expected a finite number > 0, got {v!r}")
+        _num(v, f"validate.{k}", positive=True)
         if isinstance(getattr(ValidationSettings, k, None), int) and not isinstance(v, int):
             raise CampaignSpecError(f"validate.{k}", f"expected an integer, got {v!r}")
     try:

@@ -12,15 +12,11 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 
 import numpy as np
 
+from .._checks import positive_finite
 from ._ir import Binary, Call, Const, Eps, Equation, Expr, IdxVar, Index, Num, Param, State, Sum, Unary, eval_index
 
 if TYPE_CHECKING:
     from ._model import Model
-
-
-def positive_number(v: Any) -> bool:
-    """Whether ``v`` is a finite number > 0 (not a bool)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
 _ARITH = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
@@ -204,9 +200,7 @@ class ModelFunctions:
         self.params = model.resolve_params(params)
         if eps is None:
             eps = model.default_eps
-        elif not positive_number(eps):
-            raise ValueError(f"eps={eps!r} must be a finite number > 0")
-        self.eps = None if eps is None else float(eps)
+        self.eps = None if eps is None else positive_finite("eps", eps)
         self.backend = backend
         self.dims = model.dims(self.params)
         self._cache: dict[Any, Any] = {}

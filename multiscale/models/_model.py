@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .._checks import positive_finite
 from .._errors import ModelLanguageError
 from .._toml import read_toml
-from ._evaluate import ModelFunctions, positive_number
+from ._evaluate import ModelFunctions
 from ._ir import LANGUAGE_VERSION, RESERVED, Eps, Equation, Expr, ParsedModel, Variable, eval_index, walk_model
 from ._parser import MAX_NAME_LENGTH, Parser, Scope, is_name
 from ._types import Scaling
@@ -145,9 +146,10 @@ class Model:
         set_(self, "scaling", scaling)
         eps = self.default_eps
         if eps is not None:
-            if not positive_number(eps):
-                raise err(f"default_eps={eps!r} must be a finite number > 0")
-            set_(self, "default_eps", float(eps))
+            try:
+                set_(self, "default_eps", positive_finite("default_eps", eps))
+            except ValueError as e:
+                raise err(str(e)) from None
 
         params: dict[str, float] = {}
         for p, v in self.params.items():

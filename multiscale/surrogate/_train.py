@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._checks import positive_finite
 from .._device import build_info
 from .._errors import LagWarning
 from ._model import EffectiveSDE, member_moments
@@ -247,8 +248,7 @@ class EffectiveSDEEstimator:
             arr = arr[None]
         if arr.ndim != 3:
             raise ValueError(f"trajectories have shape {arr.shape}; expected (paths, times, m) or (times, m)")
-        if not math.isfinite(h) or h <= 0:
-            raise ValueError(f"dt={h!r} must be a finite number > 0")
+        h = positive_finite("dt", h)
         P, T, m = arr.shape
         if not np.all(np.isfinite(arr)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
@@ -258,8 +258,7 @@ class EffectiveSDEEstimator:
         if lag is None:
             k = choose_lag(ladder)
         else:
-            if not isinstance(lag, (int, float)) or isinstance(lag, bool) or not math.isfinite(lag) or lag <= 0:
-                raise ValueError(f"lag={lag!r} must be a finite number > 0")
+            lag = positive_finite("lag", lag)
             k = int(round(lag / h))
             if k < 1 or abs(k * h - lag) > 1e-9 * lag:
                 raise ValueError(f"lag={lag!r} is not a multiple of the sampling interval {h!r}")
