@@ -8,17 +8,19 @@ of (seed, path, step), so results do not depend on threads, chunking or devices.
 >>> ds = ms.simulate("fast_ou_linear", eps=0.01, t_end=1.0, dt=1e-3, n_paths=1000, seed=1)
 """
 from ._device import build_info
-from ._errors import DeviceUnavailableError, SimulationError
+from ._errors import (CampaignError, CampaignSpecError, DeviceUnavailableError, ExportFormatError, LagWarning,
+                      ModelCompileError, ModelLanguageError, MultiscaleError, MultiscaleWarning, SimulationError,
+                      SurrogateFormatError)
 from .averaging import AveragedSDE, AveragingEstimator, AveragingOptions
 from .io import open_dataset, save_dataset
-from .models import Model, ModelInfo, ModelLanguageError, Param, Scaling, get_model, list_models, load_model_file
+from .models import Model, ModelInfo, Param, Scaling, get_model, list_models, load_model_file
 from .simulate import FastStep, Histogram, Observables, Precision, resimulate, simulate
 
 __version__ = build_info()["version"]
 
 # The learning layer needs torch, whose import takes seconds: load it on first use.
-_SURROGATE = ("DiffusionForm", "EffectiveSDE", "EffectiveSDEEstimator", "LagWarning", "SurrogateFormatError",
-              "SurrogateOptions", "TrajectoryMethod", "load_surrogate", "save_surrogate")
+_SURROGATE = ("DiffusionForm", "EffectiveSDE", "EffectiveSDEEstimator", "SurrogateOptions", "TrajectoryMethod",
+              "load_surrogate", "save_surrogate")
 
 
 def __getattr__(name: str):
@@ -37,17 +39,25 @@ __all__ = [
     "AveragedSDE",
     "AveragingEstimator",
     "AveragingOptions",
+    "CampaignError",
+    "CampaignSpecError",
     "DeviceUnavailableError",
+    "ExportFormatError",
     "FastStep",
     "Histogram",
+    "LagWarning",
     "Model",
+    "ModelCompileError",
     "ModelInfo",
     "ModelLanguageError",
+    "MultiscaleError",
+    "MultiscaleWarning",
     "Observables",
     "Param",
     "Precision",
     "Scaling",
     "SimulationError",
+    "SurrogateFormatError",
     "__version__",
     "build_info",
     "get_model",

@@ -346,7 +346,7 @@ def _cmd_validate(a: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .campaign._store import CampaignError
+    from ._errors import CampaignError
 
     ap = _parser()
     a = ap.parse_args(argv)

@@ -29,7 +29,7 @@ import numpy as np
 
 from .averaging import AveragingEstimator, AveragingOptions
 from .io import save_dataset
-from .models._catalog import get_model
+from .models import get_model
 from .simulate import Observables, simulate
 
 DEFAULT_MODEL = "tilted_double_well"

@@ -1,6 +1,12 @@
 """Bad input is rejected with a ValueError naming the offending value; failing paths are
-reported per path (status codes) or raised as SimulationError with the data attached."""
+reported per path (status codes) or raised as SimulationError with the data attached; every
+exception and warning of the package is one family, exported from the top level."""
 from __future__ import annotations
+
+import ast
+import builtins
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,3 +267,110 @@ def test_histogram_counts_same_population_as_mean_when_paths_fail():
 def test_observables_with_numpy_scalars(obs):
     ds = ms.simulate("double_well", dt=0.1, t_end=1.0, n_paths=3, observables=obs())
     assert ds["obs_count"].values.sum() > 0
+
+
+# -- one error family ---------------------------------------------------------------------------
+
+_BUILTIN_BASES = {name for name, obj in vars(builtins).items()
+                  if isinstance(obj, type) and issubclass(obj, BaseException)}
+
+
+def _defined_exception_classes() -> dict[str, str]:
+    """Every class of the package (by its source) that derives, directly or through another
+    class of the package, from a built-in exception or warning: name -> defining file."""
+    root = Path(ms.__file__).parent
+    bases: dict[str, tuple[set[str], str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                names = {b.id if isinstance(b, ast.Name) else b.attr for b in node.bases
+                         if isinstance(b, (ast.Name, ast.Attribute))}
+                bases[node.name] = (names, str(path.relative_to(root.parent)))
+    found: dict[str, str] = {}
+    changed = True
+    while changed:  # close over classes deriving from the package's own exceptions
+        changed = False
+        for name, (parents, where) in bases.items():
+            if name not in found and parents & (_BUILTIN_BASES | set(found)):
+                found[name] = where
+                changed = True
+    return found
+
+
+def test_every_exception_and_warning_is_exported_and_in_the_family():
+    found = _defined_exception_classes()
+    # the walk sees the classes (one that finds nothing would pass vacuously)
+    assert {"MultiscaleError", "SimulationError", "ModelLanguageError", "LagWarning"} <= set(found)
+    for name, where in found.items():
+        assert name in ms.__all__, f"{name} ({where}) is not exported from multiscale"
+        cls = getattr(ms, name)
+        assert isinstance(cls, type) and cls.__name__ == name
+        if issubclass(cls, Warning):
+            assert issubclass(cls, ms.MultiscaleWarning), f"{name} does not derive from MultiscaleWarning"
+        else:
+            assert issubclass(cls, ms.MultiscaleError), f"{name} does not derive from MultiscaleError"
+    exported = {n for n in ms.__all__ if isinstance(getattr(ms, n), type)
+                and issubclass(getattr(ms, n), BaseException)}
+    assert exported == set(found), "an exported exception is not defined in the package"
+
+
+@pytest.mark.parametrize("name, builtin", [
+    ("SimulationError", RuntimeError), ("DeviceUnavailableError", RuntimeError),
+    ("ModelLanguageError", ValueError), ("ModelCompileError", RuntimeError),
+    ("SurrogateFormatError", ValueError), ("ExportFormatError", ValueError),
+    ("CampaignSpecError", ValueError), ("CampaignError", RuntimeError), ("LagWarning", UserWarning),
+])
+def test_each_error_keeps_its_builtin_base(name, builtin):
+    # existing `except ValueError` / `except RuntimeError` code keeps working
+    assert issubclass(getattr(ms, name), builtin)
+
+
+def test_one_except_catches_the_package_errors():
+    with pytest.raises(ms.MultiscaleError):
+        ms.Model("bad", slow={"x": "x +"})
+    with pytest.raises(ms.MultiscaleError):
+        ms.load_model_file("/nonexistent/model.toml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ms.MultiscaleWarning):
+            warnings.warn("lag", ms.LagWarning)
+
+
+# -- the shared argument checks (multiscale/_checks.py) ------------------------------------------
+
+def test_argument_checks_return_plain_values():
+    from multiscale import _checks as c
+
+    assert c.finite("x", np.float32(1.5)) == 1.5 and type(c.finite("x", np.float32(1.5))) is float
+    assert c.positive_finite("dt", 1) == 1.0
+    assert c.nonnegative_finite("t", 0) == 0.0
+    assert c.integer("n", np.int64(3), 1) == 3 and type(c.integer("n", np.int64(3), 1)) is int
+    assert c.whole_number("n", 5.0, 5) == 5
+    assert c.finite_interval(0, 1) == (0.0, 1.0)
+    np.testing.assert_array_equal(c.increasing_array("edges", [0, 1, 3]), [0.0, 1.0, 3.0])
+
+
+@pytest.mark.parametrize("check, args, pattern", [
+    ("finite", ("x", float("inf")), r"x=inf must be finite"),
+    ("finite", ("x", "1.0"), r"x='1\.0' must be a number"),
+    ("finite", ("x", None), r"x=None must be a number"),
+    ("positive_finite", ("dt", 0.0), r"dt=0\.0 must be a finite number > 0"),
+    ("positive_finite", ("dt", float("nan")), r"dt=nan must be a finite number > 0"),
+    ("positive_finite", ("dt", True), r"dt=True must be a number"),
+    ("nonnegative_finite", ("burn_in", -1), r"burn_in=-1 must be a finite number >= 0"),
+    ("integer", ("n_paths", 0, 1), r"n_paths=0 must be an integer >= 1"),
+    ("integer", ("n_paths", 2.0, 1), r"n_paths=2\.0 must be an integer >= 1"),
+    ("integer", ("n_paths", True, 1), r"n_paths=True must be an integer >= 1"),
+    ("whole_number", ("n", 2.5, 1), r"n=2\.5 must be an integer >= 1"),
+    ("whole_number", ("n", float("nan"), 1), r"n=nan must be an integer >= 1"),
+    ("finite_interval", (1.0, 0.0), r"lo=1\.0 and hi=0\.0 must be finite with lo < hi"),
+    ("finite_interval", (0.0, float("inf"), ("a", "b")), r"a=0\.0 and b=inf must be finite with a < b"),
+    ("increasing_array", ("edges", [0.0]), r"edges must be 1-D with at least 2 entries; got shape \(1,\)"),
+    ("increasing_array", ("edges", [0.0, np.nan]), r"edges must be finite; got nan"),
+    ("increasing_array", ("grid", [0.0, 2.0, 1.0], 3), r"grid\[1\]=2\.0, grid\[2\]=1\.0"),
+])
+def test_argument_checks_name_the_value(check, args, pattern):
+    from multiscale import _checks
+
+    with pytest.raises(ValueError, match=pattern):
+        getattr(_checks, check)(*args)

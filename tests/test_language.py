@@ -15,10 +15,8 @@ import numpy as np
 import pytest
 
 import multiscale as ms
-from multiscale.models._language import (
-    Binary, Call, IdxBin, IdxNum, IdxParam, IdxVar, Model, ModelLanguageError, Num, Param, State,
-    Sum, Unary, load_model_file,
-)
+from multiscale.models import Model, ModelLanguageError, load_model_file
+from multiscale.models._ir import Binary, Call, IdxBin, IdxNum, IdxParam, IdxVar, Num, Param, State, Sum, Unary
 
 torch = pytest.importorskip("torch")
 

@@ -3,8 +3,12 @@
 The kernel's normals are a pure function of (seed, path, step, component), exposed as
 ``_core.normals``; with them, two Euler-Maruyama (or exact-OU) steps are recomputed here and
 must agree to rounding. This pins the drift, noise, eps scaling and step indexing of every model.
+Last, the layering of ``multiscale.models``: its modules import each other one way only.
 """
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +144,113 @@ def test_catalogue_metadata_is_consistent_with_compiled_models():
         assert ms.get_model(info.name) is info
         for alias in info.aliases:
             assert ms.get_model(alias) is info
+
+
+def test_language_form_of_each_entry_and_none_for_other_infos():
+    for info in ms.list_models():
+        assert isinstance(info.model, ms.Model) and info.model.name == info.name
+    other = ms.ModelInfo("other", 0, "", "", ms.Scaling.NONE, (), False, None, "", False,
+                         lambda p: (1, 0), lambda p: (["x"], []), lambda p: (np.zeros(1), np.zeros(0)))
+    with pytest.raises(AttributeError, match="no definition in the model language"):
+        other.model
+
+
+# -- import layering of multiscale.models --------------------------------------------------------
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_imports(tree: ast.AST):
+    """Import nodes that run (at module level or inside functions), not those under
+    ``if TYPE_CHECKING:``, which exist for annotations only."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def import_graph(package_dir: Path, package: str) -> dict[str, set[str]]:
+    """Module -> the modules of the same package it imports (``__init__`` is the package).
+
+    Relative imports are resolved against the package; ``from . import _x`` counts as importing
+    ``_x``; imports of other packages are left out.
+    """
+    modules = {p.stem: p for p in package_dir.glob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+
+    def local(dotted: str) -> str | None:
+        return dotted[len(package) + 1:] if dotted.startswith(package + ".") else None
+    for name, path in modules.items():
+        for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:  # from mod import a, b: the submodules mod.a, mod.b where they are modules, else mod
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                mod = ".".join(p for p in (base, node.module) if p)
+                subs = [f"{mod}.{a.name}" for a in node.names]
+                targets = [t for t in subs if local(t) in modules]
+                targets += [mod] if len(targets) < len(subs) else []
+            for t in targets:
+                if t == package:
+                    graph[name].add("__init__")
+                elif local(t) in modules:
+                    graph[name].add(local(t))
+            graph[name].discard(name)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a list of nodes (first == last), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        path.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return path[path.index(m):] + [m]
+            if m not in state and (c := visit(m)) is not None:
+                return c
+        state[n] = 2
+        path.pop()
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (c := visit(n)) is not None:
+            return c
+    return None
+
+
+def test_models_package_imports_run_one_way():
+    """leaf types <- IR <- parser <- model <- evaluation, code generation, JIT <- catalogue."""
+    pkg = Path(ms.models.__file__).parent
+    graph = import_graph(pkg, "multiscale.models")
+    # the walk sees the imports (a walk that finds nothing would pass vacuously)
+    assert {"_types", "_ir", "_parser", "_evaluate"} <= graph["_model"]
+    assert {"_model", "_types", "_user"} <= graph["_catalog"]
+    assert "_catalog_source" in graph["_catalog"]  # a function-level import counts
+    assert "_model" not in graph["_evaluate"]  # TYPE_CHECKING-only imports do not
+    assert graph["_types"] == set(), "_types is the leaf of multiscale.models"
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle in multiscale.models: " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_cycles(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from ._a import A\n")
+    (pkg / "_a.py").write_text("from ._b import B\nA = 1\n")
+    (pkg / "_b.py").write_text("def f():\n    from . import _a\nB = 2\n")
+    (pkg / "_c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ._a import A\n")
+    graph = import_graph(pkg, "top.pkg")
+    assert graph == {"__init__": {"_a"}, "_a": {"_b"}, "_b": {"_a"}, "_c": set()}
+    assert find_cycle(graph) == ["_a", "_b", "_a"]
+    assert find_cycle({"x": {"y"}, "y": set()}) is None

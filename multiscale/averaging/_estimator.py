@@ -16,7 +16,7 @@ import xarray as xr
 
 from .. import _core
 from .._device import build_info, parse_device
-from ..models._catalog import ModelInfo, Scaling, get_model
+from ..models import ModelInfo, Scaling, get_model
 from ..simulate._grid import steps_of
 from ..simulate._options import FastStep
 from ._options import AveragingOptions

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..models._catalog import ModelInfo, Param, Scaling
+from ..models import ModelInfo, Param, Scaling
 from ..simulate import simulate
 
 MAX_KNOTS = 128

@@ -1,9 +1,9 @@
 """Options of the averaged-dynamics estimator."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from .._checks import integer, nonnegative_finite, positive_finite
 from ..simulate._options import FastStep
 
 
@@ -54,19 +54,12 @@ class AveragingOptions:
 
     def __post_init__(self) -> None:
         for name in ("dt", "time", "batch", "fd_step"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"AveragingOptions {name}={v!r} must be a finite number > 0")
-            object.__setattr__(self, name, float(v))
-        b = self.burn_in
-        if not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b) or b < 0:
-            raise ValueError(f"AveragingOptions burn_in={b!r} must be a finite number >= 0")
-        object.__setattr__(self, "burn_in", float(b))
-        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
-            raise ValueError(f"AveragingOptions replicas={self.replicas!r} must be a positive integer")
+            object.__setattr__(self, name, positive_finite(f"AveragingOptions {name}", getattr(self, name)))
+        object.__setattr__(self, "burn_in", nonnegative_finite("AveragingOptions burn_in", self.burn_in))
+        object.__setattr__(self, "replicas", integer("AveragingOptions replicas", self.replicas, 1))
         if not isinstance(self.fast_step, FastStep):
             raise ValueError(f"AveragingOptions fast_step={self.fast_step!r} must be a multiscale.FastStep")
         for name in ("target_stderr", "max_time"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
-                raise ValueError(f"AveragingOptions {name}={v!r} must be None or a finite number > 0")
+            if v is not None:
+                object.__setattr__(self, name, positive_finite(f"AveragingOptions {name}", v))

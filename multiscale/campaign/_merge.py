@@ -10,7 +10,8 @@ import numpy as np
 import xarray as xr
 
 from ._spec import CampaignSpec, GridPoint, load_spec
-from ._store import MERGED, CampaignError, Store, atomic_write
+from .._errors import CampaignError
+from ._store import MERGED, Store, atomic_write
 
 
 def _task_result(store: Store, spec: CampaignSpec, task) -> xr.Dataset:

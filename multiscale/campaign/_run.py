@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 
 from .._device import build_info
 from ._spec import CampaignSpec, Task, load_spec
-from ._store import CampaignError, Store, now
+from .._errors import CampaignError
+from ._store import Store, now
 
 _TAG_REQ, _TAG_TASK = 11, 12
 

@@ -12,18 +12,17 @@ import functools
 import hashlib
 import itertools
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from .._checks import finite, integer, positive_finite
+from .._errors import CampaignSpecError, ModelCompileError, ModelLanguageError
 from .._toml import read_toml
 from ..averaging import AveragingOptions
-from ..models._catalog import get_model
-from ..models._jit import ModelCompileError
-from ..models._language import Model, ModelLanguageError, load_model_file
+from ..models import Model, get_model, load_model_file
 from ..simulate._grid import steps_of
 from ..simulate._options import FastStep
 
@@ -35,14 +34,6 @@ _RATE_AVG = 1.0e8     # fast-component updates per second
 _RATE_TRAIN = 2.0e5   # (member x data point x epoch) per second
 
 
-class CampaignSpecError(ValueError):
-    """An invalid campaign spec; the message starts with the key path of the bad value."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"campaign spec: {key}: {message}")
-        self.key = key
-
-
 def _unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
     for k in table:
         if k not in known:
@@ -51,20 +42,20 @@ def _unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
             raise CampaignSpecError(f"{where}.{k}" if where else k, f"unknown key{hint}")
 
 
-def _num(v: Any, key: str, *, positive: bool = False, nonneg: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise CampaignSpecError(key, f"expected a finite number, got {v!r}")
-    if positive and v <= 0:
-        raise CampaignSpecError(key, f"must be > 0, got {v!r}")
-    if nonneg and v < 0:
-        raise CampaignSpecError(key, f"must be >= 0, got {v!r}")
-    return float(v)
+def _num(v: Any, key: str, *, positive: bool = False) -> float:
+    """A finite number (> 0 with ``positive``), else a spec error naming ``key``."""
+    try:
+        return (positive_finite if positive else finite)(key.rsplit(".", 1)[-1], v)
+    except ValueError as e:
+        raise CampaignSpecError(key, str(e)) from None
 
 
 def _int(v: Any, key: str, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise CampaignSpecError(key, f"expected an integer >= {minimum}, got {v!r}")
-    return int(v)
+    """An integer >= ``minimum``, else a spec error naming ``key``."""
+    try:
+        return integer(key.rsplit(".", 1)[-1], v, minimum)
+    except ValueError as e:
+        raise CampaignSpecError(key, str(e)) from None
 
 
 def _steps(t: float, dt: float, key: str, where: str = "") -> int:
@@ -626,8 +617,7 @@ def _validate_step(t: dict, tr: TrainStep | None, info) -> ValidateStep:
     for k, v in kw.items():  # ValidationSettings does not check its values itself
         if k == "ams":
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise CampaignSpecError(f"validate.{k}", f"expected a finite number > 0, got {v!r}")
+        _num(v, f"validate.{k}", positive=True)
         if isinstance(getattr(ValidationSettings, k, None), int) and not isinstance(v, int):
             raise CampaignSpecError(f"validate.{k}", f"expected an integer, got {v!r}")
     try:

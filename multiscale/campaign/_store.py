@@ -29,13 +29,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .._errors import CampaignError
+
 MANIFEST = "campaign.json"
 MERGED = "campaign.nc"
 MANIFEST_FORMAT = 1
-
-
-class CampaignError(RuntimeError):
-    """A campaign cannot run or resume (changed spec, failed task, corrupt folder)."""
 
 
 def _fault(point: str) -> None:

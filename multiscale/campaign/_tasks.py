@@ -19,7 +19,7 @@ import xarray as xr
 
 from .._device import build_info
 from ..averaging import AveragingEstimator
-from ..models._catalog import get_model
+from ..models import get_model
 from ..simulate._options import FastStep, Precision
 from ..simulate._simulate import simulate
 from ._spec import CampaignSpec, Task, _steps

@@ -11,8 +11,9 @@ import glob
 import os
 from pathlib import Path
 
+from .._errors import ExportFormatError
 from ._clib import CSurrogate
-from ._format import FORMAT_VERSION, ExportFormatError, export_surrogate, load_export, read_export
+from ._format import FORMAT_VERSION, export_surrogate, load_export, read_export
 
 _PKG = Path(__file__).resolve().parent.parent
 _LIB = "libmultiscale_surrogate.so"

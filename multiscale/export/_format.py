@@ -17,14 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import ExportFormatError
+
 FORMAT_MAGIC = "MSSURROGATE"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 1 << 16
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-
-
-class ExportFormatError(ValueError):
-    """A portable surrogate file is malformed, truncated, corrupted or of another version."""
 
 
 def _arrays(model) -> list[tuple[str, np.ndarray]]:

@@ -14,7 +14,7 @@ not ``c*y^2``, which would round differently).
 """
 from __future__ import annotations
 
-from ._language import Model
+from ._model import Model
 
 _SQRT2 = "sqrt(2)"
 

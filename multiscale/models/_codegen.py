@@ -14,8 +14,9 @@ import json
 import re
 from typing import Any
 
-from ._language import (Binary, Call, Const, Eps, Equation, IdxBin, IdxNum, IdxParam, IdxVar, Model, Num,
-                        Param, ParsedModel, State, Sum, Unary)
+from ._ir import (Binary, Call, Const, Eps, Equation, IdxBin, IdxNum, IdxParam, IdxVar, Num, Param,
+                  ParsedModel, State, Sum, Unary)
+from ._model import Model
 
 _FN = {"sin": "sin", "cos": "cos", "tan": "tan", "exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh",
        "sinh": "sinh", "cosh": "cosh", "atan": "atan", "asin": "asin", "acos": "acos", "log1p": "log1p",

@@ -25,15 +25,12 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from .._errors import ModelCompileError
+
 _TUS = ("bindings/module.cpp", "cpu/simulate_cpu.cpp", "cpu/average_cpu.cpp", "cpu/passage_cpu.cpp")
 _FLAGS = ("-O3", "-DNDEBUG", "-std=gnu++17", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-march=native",
           "-fopenmp", "-fvisibility=hidden")
 _LOADED: dict[str, ModuleType] = {}
-
-
-class ModelCompileError(RuntimeError):
-    """The generated code of a user model did not compile; the message holds the compiler's
-    first errors."""
 
 
 def source_dir() -> Path:

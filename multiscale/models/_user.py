@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 
-from ._catalog import ModelInfo, Param
-from ._language import Model
+from ._model import Model
+from ._types import ModelInfo, Param
 
 _INFOS: dict[str, ModelInfo] = {}
 

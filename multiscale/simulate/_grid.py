@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from .._checks import integer
+
 _REL = 1e-9
 
 
@@ -15,16 +17,6 @@ def steps_of(t: float, dt: float, what: str) -> int:
     if abs(k * dt - t) > _REL * abs(t):
         raise ValueError(f"{what}={float(t)!r} is not a multiple of dt={float(dt)!r}")
     return int(k)
-
-
-def check_positive(name: str, value: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} must be a number") from None
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name}={value!r} must be a finite number > 0")
-    return v
 
 
 def save_steps(n_steps: int, dt: float, save_every: int | None, save_times) -> np.ndarray:
@@ -45,8 +37,7 @@ def save_steps(n_steps: int, dt: float, save_every: int | None, save_times) -> n
         return out
     if save_every is None:
         return np.array([0, n_steps], dtype=np.int64) if n_steps else np.array([0], np.int64)
-    if isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)) or save_every <= 0:
-        raise ValueError(f"save_every={save_every!r} must be a positive integer number of steps")
-    if n_steps % int(save_every):
+    save_every = integer("save_every", save_every, 1)  # a number of steps
+    if n_steps % save_every:
         raise ValueError(f"save_every={save_every} does not divide the run of {n_steps} steps")
-    return np.arange(0, n_steps + 1, int(save_every), dtype=np.int64)
+    return np.arange(0, n_steps + 1, save_every, dtype=np.int64)

@@ -1,20 +1,10 @@
 """Typed, frozen options for :func:`multiscale.simulate`."""
 from __future__ import annotations
 
-import math
-import operator
 from dataclasses import dataclass
 from enum import Enum
 
-
-def _as_float(owner: str, name: str, value: object) -> float:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner} {name}={value!r} must be a number") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{owner} {name}={value!r} must be finite")
-    return v
+from .._checks import finite, integer
 
 
 class FastStep(Enum):
@@ -49,16 +39,11 @@ class Histogram:
 
     def __post_init__(self) -> None:
         # Store plain Python numbers (NumPy scalars included) so options serialise to JSON.
-        try:
-            bins = operator.index(self.bins)
-        except TypeError:
-            bins = 0
-        if bins < 1 or isinstance(self.bins, bool):
-            raise ValueError(f"Histogram bins={self.bins!r} must be a positive integer")
-        lo, hi = _as_float("Histogram", "lo", self.lo), _as_float("Histogram", "hi", self.hi)
+        bins = integer("Histogram bins", self.bins, 1)
+        lo, hi = finite("Histogram lo", self.lo), finite("Histogram hi", self.hi)
         if not hi > lo:
             raise ValueError(f"Histogram range lo={lo!r}, hi={hi!r} needs lo < hi")
-        object.__setattr__(self, "bins", int(bins))
+        object.__setattr__(self, "bins", bins)
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
 
@@ -105,8 +90,8 @@ class Observables:
             raise ValueError(f"Observables takes at most 8 variables, got {len(self.variables)}")
         object.__setattr__(self, "variables", tuple(str(v) for v in self.variables))
         if self.window is not None:
-            object.__setattr__(self, "window", _as_float("Observables", "window", self.window))
-        object.__setattr__(self, "start", _as_float("Observables", "start", self.start))
-        object.__setattr__(self, "shift", _as_float("Observables", "shift", self.shift))
+            object.__setattr__(self, "window", finite("Observables window", self.window))
+        object.__setattr__(self, "start", finite("Observables start", self.start))
+        object.__setattr__(self, "shift", finite("Observables shift", self.shift))
         if self.histogram is not None and not isinstance(self.histogram, Histogram):
             raise ValueError(f"Observables histogram={self.histogram!r} must be a multiscale.Histogram")

@@ -11,10 +11,11 @@ import numpy as np
 import xarray as xr
 
 from .. import _core
+from .._checks import integer, positive_finite
 from .._device import build_info, parse_device
 from .._errors import SimulationError
-from ..models._catalog import ModelInfo, Scaling, get_model
-from ._grid import check_positive, save_steps, steps_of
+from ..models import ModelInfo, get_model
+from ._grid import save_steps, steps_of
 from ._options import FastStep, Observables, Precision
 
 from .._status import STATUS_MEANINGS  # the registry: csrc/include/multiscale/status.h
@@ -49,14 +50,6 @@ def _initial(name: str, value: Any, default: np.ndarray, n_paths: int, dim: int)
         bad = np.argwhere(~np.isfinite(np.asarray(arr)))[0]
         raise ValueError(f"{name} contains a non-finite value at index {tuple(int(i) for i in bad)}")
     return np.asarray(arr, dtype=float)
-
-
-def _int_arg(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}={value!r} must be an integer")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r} must be >= {minimum}")
-    return int(value)
 
 
 def _memory_guard(nbytes: int, what: str) -> None:
@@ -156,25 +149,25 @@ def simulate(
     info = get_model(model)
     p = info.resolve_params(params)
     if info.uses_eps:
-        eps_v = check_positive("eps", info.default_eps if eps is None else eps)
+        eps_v = positive_finite("eps", info.default_eps if eps is None else eps)
     else:
         if eps is not None:
             raise ValueError(f"eps={eps!r} given, but model {info.name!r} does not use eps")
         eps_v = 1.0
-    dt = check_positive("dt", dt)
-    t_end = check_positive("t_end", t_end)
+    dt = positive_finite("dt", dt)
+    t_end = positive_finite("t_end", t_end)
     n_steps = steps_of(t_end, dt, "t_end")
-    n_paths = _int_arg("n_paths", n_paths, 1)
-    seed = _int_arg("seed", seed, 0)
+    n_paths = integer("n_paths", n_paths, 1)
+    seed = integer("seed", seed, 0)
     if seed >= 2**64:
         raise ValueError(f"seed={seed} must be < 2**64")
-    path_offset = _int_arg("path_offset", path_offset, 0)
+    path_offset = integer("path_offset", path_offset, 0)
     if path_offset + n_paths > 2**32:
         raise ValueError(f"path_offset + n_paths = {path_offset + n_paths} exceeds 2**32 paths")
-    step_offset = _int_arg("step_offset", step_offset, 0)
+    step_offset = integer("step_offset", step_offset, 0)
     if step_offset + n_steps >= 2**63:
         raise ValueError(f"step_offset + n_steps = {step_offset + n_steps} must be < 2**63")
-    nthreads = 0 if threads is None else _int_arg("threads", threads, 1)
+    nthreads = 0 if threads is None else integer("threads", threads, 1)
     if not isinstance(fast_step, FastStep):
         raise ValueError(f"fast_step={fast_step!r} must be a multiscale.FastStep")
     if not isinstance(precision, Precision):
@@ -238,7 +231,7 @@ def observable_plan(observables: Observables | None, names: list[str], model: st
     if observables.window is None:
         edges = np.array([start, n_steps], np.int64)
     else:
-        w = steps_of(check_positive("Observables.window", observables.window), dt, "Observables.window")
+        w = steps_of(positive_finite("Observables.window", observables.window), dt, "Observables.window")
         if (n_steps - start) % w:
             raise ValueError(
                 f"Observables.window={observables.window!r} does not divide t_end - start = "

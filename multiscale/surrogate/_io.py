@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from .._device import build_info
+from .._errors import SurrogateFormatError
 from ._model import FORMAT_VERSION, EffectiveSDE
 
 FORMAT = "multiscale.EffectiveSDE"
@@ -26,10 +27,6 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_ARRAYS = 1000
 MAX_ELEMENTS = 1 << 31  # per array, and in all
 _BUILTIN_FILTERS = {1, 2, 3, 4, 5, 6}  # deflate, shuffle, fletcher32, szip, nbit, scaleoffset
-
-
-class SurrogateFormatError(ValueError):
-    """A surrogate file is not a valid, unmodified file of a supported format version."""
 
 
 def _checksum(config_json: str, arrays: Mapping[str, np.ndarray]) -> str:

@@ -17,6 +17,7 @@ import torch
 import xarray as xr
 
 from .. import _core
+from .._checks import integer, positive_finite
 from .._device import build_info
 from ._options import DiffusionForm
 
@@ -428,15 +429,15 @@ class EffectiveSDE(torch.nn.Module):
         xarray.Dataset
             ``trajectory (realization, time, state)``, ``final_state``, ``status``, ``fail_step``.
         """
-        from ..simulate._grid import check_positive, save_steps, steps_of
-        from ..simulate._simulate import _initial, _int_arg, observable_plan
+        from ..simulate._grid import save_steps, steps_of
+        from ..simulate._simulate import _initial, observable_plan
 
-        n_paths = _int_arg("n_paths", n_paths, 1)
-        path_offset = _int_arg("path_offset", path_offset, 0)
+        n_paths = integer("n_paths", n_paths, 1)
+        path_offset = integer("path_offset", path_offset, 0)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
             raise ValueError(f"seed={seed!r} must be an integer in [0, 2**64)")
-        dt = check_positive("dt", dt)
-        n_steps = steps_of(check_positive("t_end", t_end), dt, "t_end")
+        dt = positive_finite("dt", dt)
+        n_steps = steps_of(positive_finite("t_end", t_end), dt, "t_end")
         saves = save_steps(n_steps, dt, save_every, save_times)
         obs = observable_plan(observables, list(self.names), "effective_sde", n_steps, dt)
         if isinstance(member, str) and member != "sample":
@@ -444,7 +445,7 @@ class EffectiveSDE(torch.nn.Module):
         if member is not None and member != "sample":
             self._member_index(member)
         if threads is not None:
-            _int_arg("threads", threads, 1)
+            integer("threads", threads, 1)
             prev = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
+
+from .._checks import integer, nonnegative_finite, positive_finite
 
 
 class DiffusionForm(enum.Enum):
@@ -96,8 +97,8 @@ class SurrogateOptions:
         def is_int(v: object) -> bool:
             return isinstance(v, int) and not isinstance(v, bool)
 
-        if not is_int(self.members) or self.members < 2:
-            raise ValueError(f"members={self.members!r} must be an integer >= 2")
+        set_ = object.__setattr__  # frozen: integers are stored as Python ints (JSON-ready)
+        set_(self, "members", integer("members", self.members, 2))
         if (not isinstance(self.hidden, tuple) or len(self.hidden) == 0
                 or not all(is_int(h) and 1 <= h <= 4096 for h in self.hidden)):
             raise ValueError(f"hidden={self.hidden!r} must be a non-empty tuple of widths in [1, 4096]")
@@ -108,17 +109,10 @@ class SurrogateOptions:
         if not isinstance(self.gradient, bool):
             raise ValueError(f"gradient={self.gradient!r} must be a bool")
         for name in ("epochs", "lbfgs_steps", "patience"):
-            v = getattr(self, name)
-            if not is_int(v) or v < 0:
-                raise ValueError(f"{name}={v!r} must be an integer >= 0")
-        if not is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size!r} must be an integer >= 1")
-        for name, lo in (("lr", 0.0), ("weight_decay", -1.0)):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not v > lo:
-                raise ValueError(f"{name}={v!r} must be a finite number > {lo:g}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay={self.weight_decay!r} must be >= 0")
+            set_(self, name, integer(name, getattr(self, name), 0))
+        set_(self, "batch_size", integer("batch_size", self.batch_size, 1))
+        positive_finite("lr", self.lr)
+        nonnegative_finite("weight_decay", self.weight_decay)
         v = self.validation_fraction
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v < 0.5:
             raise ValueError(f"validation_fraction={v!r} must be in [0, 0.5)")
@@ -126,5 +120,5 @@ class SurrogateOptions:
             raise ValueError("bootstrap and progress must be bools")
         if not is_int(self.seed) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed={self.seed!r} must be an integer in [0, 2**63)")
-        if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
-            raise ValueError(f"threads={self.threads!r} must be a positive integer or None")
+        if self.threads is not None:
+            set_(self, "threads", integer("threads", self.threads, 1))

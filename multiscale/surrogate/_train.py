@@ -14,16 +14,14 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._checks import positive_finite
 from .._device import build_info
+from .._errors import LagWarning
 from ._model import EffectiveSDE, member_moments
 from ._options import SurrogateOptions, TrajectoryMethod
 
 
 MAX_PAIRS = 2_000_000  # transition pairs kept in memory for the trajectories pathway
-
-
-class LagWarning(UserWarning):
-    """The transition lag looks too short (fast-scale variance in the increments) or too long."""
 
 
 def _jsonable(options: SurrogateOptions) -> dict[str, Any]:
@@ -250,8 +248,7 @@ class EffectiveSDEEstimator:
             arr = arr[None]
         if arr.ndim != 3:
             raise ValueError(f"trajectories have shape {arr.shape}; expected (paths, times, m) or (times, m)")
-        if not math.isfinite(h) or h <= 0:
-            raise ValueError(f"dt={h!r} must be a finite number > 0")
+        h = positive_finite("dt", h)
         P, T, m = arr.shape
         if not np.all(np.isfinite(arr)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
@@ -261,8 +258,7 @@ class EffectiveSDEEstimator:
         if lag is None:
             k = choose_lag(ladder)
         else:
-            if not isinstance(lag, (int, float)) or isinstance(lag, bool) or not math.isfinite(lag) or lag <= 0:
-                raise ValueError(f"lag={lag!r} must be a finite number > 0")
+            lag = positive_finite("lag", lag)
             k = int(round(lag / h))
             if k < 1 or abs(k * h - lag) > 1e-9 * lag:
                 raise ValueError(f"lag={lag!r} is not a multiple of the sampling interval {h!r}")
@@ -486,7 +482,7 @@ def _slow_names(ds: xr.Dataset, names: list[str]) -> list[str]:
         try:
             import json
 
-            from ..models._catalog import get_model
+            from ..models import get_model
             info = get_model(model)
             p = {**info.defaults, **json.loads(ds.attrs.get("params_json", "{}"))}
             slow, _ = info.state_names(p)

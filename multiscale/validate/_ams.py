@@ -28,9 +28,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .._checks import finite_interval, integer, positive_finite
 from .._errors import SimulationError
-from ..simulate._grid import check_positive
-from ..simulate._simulate import _int_arg
 from ._passage import HI, LEVEL, LO, OUTCOME_NAMES, make_engine
 
 _ID_BITS = 20  # segment ids of run r: r << 20 | local counter (independent of the number of runs)
@@ -68,14 +67,14 @@ class AMSOptions:
     bridge: bool = True
 
     def __post_init__(self) -> None:
-        _int_arg("n_replicas", self.n_replicas, 2)
-        _int_arg("kill", self.kill, 1)
-        _int_arg("n_runs", self.n_runs, 2)
-        _int_arg("max_iterations", self.max_iterations, 1)
+        integer("n_replicas", self.n_replicas, 2)
+        integer("kill", self.kill, 1)
+        integer("n_runs", self.n_runs, 2)
+        integer("max_iterations", self.max_iterations, 1)
         if self.kill >= self.n_replicas:
             raise ValueError(f"kill={self.kill} must be < n_replicas={self.n_replicas}")
-        check_positive("dt", self.dt)
-        check_positive("max_time", self.max_time)
+        positive_finite("dt", self.dt)
+        positive_finite("max_time", self.max_time)
         if self.n_runs >= 4096:
             raise ValueError(f"n_runs={self.n_runs} must be < 4096")
 
@@ -150,10 +149,8 @@ def ams(system: Any, *, x0: Any, a: float, b: float, options: AMSOptions = AMSOp
     if not isinstance(options, AMSOptions):
         raise ValueError(f"options={options!r} must be a multiscale.validate.AMSOptions")
     o = options
-    a_v, b_v = float(a), float(b)
-    if not (math.isfinite(a_v) and math.isfinite(b_v) and a_v < b_v):
-        raise ValueError(f"a={a!r} and b={b!r} must be finite with a < b")
-    seed = _int_arg("seed", seed, 0)
+    a_v, b_v = finite_interval(a, b, ("a", "b"))
+    seed = integer("seed", seed, 0)
     eng = make_engine(system, dt=o.dt, params=params, eps=eps, coordinate=coordinate, threads=threads, member=member,
                       device=device)
     R, N, k = o.n_runs, o.n_replicas, o.kill

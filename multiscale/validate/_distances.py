@@ -24,6 +24,8 @@ from typing import Callable
 
 import numpy as np
 
+from .._checks import increasing_array, whole_number
+
 
 class DistanceKind(str, Enum):
     """Distance between two probability vectors; see the module docstring."""
@@ -85,7 +87,7 @@ def bin_probabilities(func: Callable[[np.ndarray], np.ndarray], edges: np.ndarra
     ndarray, shape (n_bins,)
         Probabilities renormalised to sum to 1 over ``[edges[0], edges[-1]]``.
     """
-    e = _check_edges(edges)
+    e = increasing_array("edges", edges)
     if cdf:
         f = np.asarray(func(e), dtype=np.float64)
         if f.shape != e.shape or not np.all(np.isfinite(f)):
@@ -107,19 +109,6 @@ def bin_probabilities(func: Callable[[np.ndarray], np.ndarray], edges: np.ndarra
     if not total > 0:
         raise ValueError(f"zero total probability on [{float(e[0])!r}, {float(e[-1])!r}]")
     return mass / total
-
-
-def _check_edges(edges: np.ndarray) -> np.ndarray:
-    e = np.asarray(edges, dtype=np.float64)
-    if e.ndim != 1 or e.size < 2:
-        raise ValueError(f"edges must be 1-D with at least 2 entries; got shape {e.shape}")
-    if not np.all(np.isfinite(e)):
-        raise ValueError(f"edges must be finite; got {float(e[~np.isfinite(e)][0])!r}")
-    d = np.diff(e)
-    if not np.all(d > 0):
-        j = int(np.argmax(~(d > 0)))
-        raise ValueError(f"edges must be strictly increasing; got edges[{j}]={float(e[j])!r}, edges[{j + 1}]={float(e[j + 1])!r}")
-    return e
 
 
 def _check_counts(counts: np.ndarray, name: str, n_bins: int) -> np.ndarray:
@@ -243,13 +232,11 @@ def density_distance(counts: np.ndarray, reference: np.ndarray | None = None, *,
         kind = DistanceKind(kind)
     except ValueError:
         raise ValueError(f"kind must be one of {[k.value for k in DistanceKind]}; got {kind!r}") from None
-    e = _check_edges(edges)
+    e = increasing_array("edges", edges)
     n_bins = e.size - 1
     widths = np.diff(e)
     c = _check_counts(counts, "counts", n_bins)
-    if int(n_boot) != n_boot or n_boot < 20:
-        raise ValueError(f"n_boot must be an integer >= 20; got {n_boot!r}")
-    n_boot = int(n_boot)
+    n_boot = whole_number("n_boot", n_boot, 20)
     if (reference is None) == (counts_ref is None):
         raise ValueError("give exactly one of reference (exact probabilities) and counts_ref")
     rng = np.random.default_rng(seed)

@@ -23,6 +23,8 @@ import numpy as np
 from scipy import integrate, interpolate, optimize
 from scipy.linalg import eigh_tridiagonal
 
+from .._checks import finite, finite_interval, increasing_array, nonnegative_finite, whole_number
+
 Field = Callable[[np.ndarray], np.ndarray]
 
 # Log-ratio below which the density is treated as negligible when a range is chosen
@@ -51,21 +53,6 @@ def _evaluate(func: Field, x: np.ndarray, name: str, positive: bool = False) -> 
     return y
 
 
-def _check_interval(lo: float, hi: float, names: tuple[str, str] = ("lo", "hi")) -> tuple[float, float]:
-    lo, hi = float(lo), float(hi)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{names[0]}={lo!r} and {names[1]}={hi!r} must be finite")
-    if not lo < hi:
-        raise ValueError(f"need {names[0]} < {names[1]}; got {names[0]}={lo!r}, {names[1]}={hi!r}")
-    return lo, hi
-
-
-def _check_n(n: int, minimum: int = 5) -> int:
-    if int(n) != n or n < minimum:
-        raise ValueError(f"grid too small: n={n!r}, need an integer >= {minimum}")
-    return int(n)
-
-
 def _cumsimpson(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Cumulative composite Simpson integral from ``x[0]`` (0 at ``x[0]``), shape of ``y``."""
     return integrate.cumulative_simpson(y, x=x, initial=0.0)
@@ -87,14 +74,7 @@ def scale_exponent(drift: Field, diffusion: Field, grid: np.ndarray) -> np.ndarr
         Dimensionless; ``Phi[0] = 0``.  The stationary density is ``exp(-Phi) / A`` (up to
         normalisation) and the scale density is ``exp(Phi)``.
     """
-    x = np.asarray(grid, dtype=np.float64)
-    if x.ndim != 1 or x.size < 3:
-        raise ValueError(f"grid must be 1-D with at least 3 points; got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"grid must be finite; got {float(x[~np.isfinite(x)][0])!r}")
-    if not np.all(np.diff(x) > 0):
-        i = int(np.argmax(~(np.diff(x) > 0)))
-        raise ValueError(f"grid must be strictly increasing; got grid[{i}]={float(x[i])!r} >= grid[{i + 1}]={float(x[i + 1])!r}")
+    x = increasing_array("grid", grid, 3)
     b = _evaluate(drift, x, "drift")
     a = _evaluate(diffusion, x, "diffusion", positive=True)
     return -_cumsimpson(2.0 * b / a, x)
@@ -126,8 +106,8 @@ def stationary_density(drift: Field, diffusion: Field, lo: float, hi: float,
         Density in 1/(units of x), ``rho ∝ exp(-Phi) / A``, integrating to 1 on ``[lo, hi]``
         by composite Simpson.
     """
-    lo, hi = _check_interval(lo, hi)
-    x = np.linspace(lo, hi, _check_n(n))
+    lo, hi = finite_interval(lo, hi)
+    x = np.linspace(lo, hi, whole_number("n", n, 5))
     logrho = _log_density(drift, diffusion, x)
     rho = np.exp(logrho - logrho.max())  # shift: the largest term is exactly 1
     return x, rho / integrate.simpson(rho, x=x)
@@ -141,8 +121,8 @@ def effective_potential(drift: Field, diffusion: Field, lo: float, hi: float,
     -------
     x, U : ndarray, shape (n,)
     """
-    lo, hi = _check_interval(lo, hi)
-    x = np.linspace(lo, hi, _check_n(n))
+    lo, hi = finite_interval(lo, hi)
+    x = np.linspace(lo, hi, whole_number("n", n, 5))
     u = -_log_density(drift, diffusion, x)
     return x, u - u.min()
 
@@ -215,8 +195,7 @@ def find_wells(drift: Field, diffusion: Field, lo: float, hi: float, n: int = 20
     -------
     list of Well, sorted by ``minimum``.
     """
-    if not (min_depth >= 0 and math.isfinite(min_depth)):
-        raise ValueError(f"min_depth must be finite and >= 0; got {min_depth!r}")
+    min_depth = nonnegative_finite("min_depth", min_depth)
     x, u = effective_potential(drift, diffusion, lo, hi, n)
     du = np.diff(u)
     # Sign of the slope, with flat steps taking the sign of the previous step.
@@ -336,11 +315,8 @@ def mfpt(drift: Field, diffusion: Field, x0: float, target: float, *, lower: flo
     float
         Mean first passage time in the time units of ``b`` and ``A``.
     """
-    x0, target = float(x0), float(target)
-    n = _check_n(n, 11)
-    for name, v in (("x0", x0), ("target", target)):
-        if not math.isfinite(v):
-            raise ValueError(f"{name} must be finite; got {v!r}")
+    x0, target = finite("x0", x0), finite("target", target)
+    n = whole_number("n", n, 11)
     if lower is not None:
         lower = float(lower)
         if not math.isfinite(lower):
@@ -382,12 +358,12 @@ def committor(drift: Field, diffusion: Field, a: float, b: float, x: np.ndarray 
     ndarray, shape of ``x``
         Dimensionless probabilities in ``[0, 1]``.
     """
-    a, b = _check_interval(a, b, ("a", "b"))
+    a, b = finite_interval(a, b, ("a", "b"))
     xq = np.asarray(x, dtype=np.float64)
     bad = ~((xq >= a) & (xq <= b))
     if np.any(bad):
         raise ValueError(f"x must lie in [a, b] = [{a!r}, {b!r}]; got {float(xq[bad].flat[0])!r}")
-    grid = np.linspace(a, b, _check_n(n))
+    grid = np.linspace(a, b, whole_number("n", n, 5))
     phi = scale_exponent(drift, diffusion, grid)
     s = np.exp(phi - phi.max())
     cum = _cumsimpson(s, grid)
@@ -423,8 +399,8 @@ def generator_eigenvalues(drift: Field, diffusion: Field, lo: float, hi: float, 
         are ``-1 / eigenvalues[1:]``.  Eigenvalues below about ``1e-16 * max(A) / h^2`` in
         magnitude are not resolved (round-off of the symmetric solver).
     """
-    lo, hi = _check_interval(lo, hi)
-    n = _check_n(n, 3)
+    lo, hi = finite_interval(lo, hi)
+    n = whole_number("n", n, 3)
     if int(k) != k or not 1 <= k <= n:
         raise ValueError(f"k must be an integer in [1, n={n}]; got k={k!r}")
     h = (hi - lo) / n

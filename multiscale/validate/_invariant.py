@@ -14,11 +14,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..models._catalog import ModelInfo
-from ..models._language import Model
-from ..simulate._grid import check_positive
+from .._checks import finite_interval, integer, positive_finite
+from ..models import Model, ModelInfo, get_model
 from ..simulate._options import Histogram, Observables
-from ..simulate._simulate import _int_arg, simulate
+from ..simulate._simulate import simulate
 from ._distances import DistanceResult, bin_probabilities, density_distance
 
 
@@ -117,14 +116,13 @@ def stationary_histogram(system: Any, *, lo: float, hi: float, bins: int, t_burn
         Also keep ``variable`` every this many time units after the burn-in, as ``samples``
         (n_paths, n_times) (for Markov state models); a multiple of ``dt``.
     """
-    n_paths = _int_arg("n_paths", n_paths, 2)
-    n_batches = _int_arg("n_batches", n_batches, 2)
-    bins = _int_arg("bins", bins, 2)
+    n_paths = integer("n_paths", n_paths, 2)
+    n_batches = integer("n_batches", n_batches, 2)
+    bins = integer("bins", bins, 2)
     if n_paths % n_batches:
         raise ValueError(f"n_paths={n_paths} must be a multiple of n_batches={n_batches}")
-    if not (math.isfinite(float(lo)) and math.isfinite(float(hi)) and lo < hi):
-        raise ValueError(f"lo={lo!r} and hi={hi!r} must be finite with lo < hi")
-    check_positive("t_end", t_end)
+    lo, hi = finite_interval(lo, hi)
+    positive_finite("t_end", t_end)
     if not 0 <= t_burn < t_end:
         raise ValueError(f"t_burn={t_burn!r} must be in [0, t_end={t_end})")
     per = n_paths // n_batches
@@ -132,8 +130,6 @@ def stationary_histogram(system: Any, *, lo: float, hi: float, bins: int, t_burn
     if surrogate:
         names = list(system.names)
     else:
-        from ..models._catalog import get_model
-
         info = get_model(system)
         s, f = info.state_names(info.resolve_params(params))
         names = s + f
@@ -148,7 +144,7 @@ def stationary_histogram(system: Any, *, lo: float, hi: float, bins: int, t_burn
 
     save_times: Any = []
     if sample_every is not None:
-        check_positive("sample_every", sample_every)
+        positive_finite("sample_every", sample_every)
         k = int(round(sample_every / dt))
         if k < 1 or abs(k * dt - sample_every) > 1e-9 * sample_every:
             raise ValueError(f"sample_every={sample_every!r} must be a multiple of dt={dt!r}")

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .. import exact
-from ..models._catalog import get_model
+from ..models import get_model
 
 Field = Callable[[np.ndarray], np.ndarray]
 

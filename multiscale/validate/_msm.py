@@ -15,6 +15,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .._checks import increasing_array, positive_finite, whole_number
+
 
 @dataclass(frozen=True, eq=False)
 class MSMResult:
@@ -101,20 +103,16 @@ def msm_implied_timescales(traj: np.ndarray, *, edges: np.ndarray, lag: int, dt:
     if not np.all(np.isfinite(x)):
         i, j = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(f"traj must be finite; got traj[{i}, {j}] = {float(x[i, j])!r}")
-    e = np.asarray(edges, dtype=np.float64)
-    if e.ndim != 1 or e.size < 3 or not np.all(np.isfinite(e)) or not np.all(np.diff(e) > 0):
-        raise ValueError(f"edges must be finite, strictly increasing, with at least 3 entries; got {e!r}")
+    e = increasing_array("edges", edges, 3)
     n_paths, n_times = x.shape
     if int(lag) != lag or not 1 <= lag < n_times:
         raise ValueError(f"lag must be an integer in [1, n_times={n_times}); got lag={lag!r}")
-    if not (np.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be finite and positive; got dt={dt!r}")
+    dt = positive_finite("dt", dt)
     n_bins = e.size - 1
     if int(k) != k or not 1 <= k <= n_bins - 1:
         raise ValueError(f"k must be an integer in [1, n_bins - 1 = {n_bins - 1}]; got k={k!r}")
-    if int(n_boot) != n_boot or n_boot < 20:
-        raise ValueError(f"n_boot must be an integer >= 20; got {n_boot!r}")
-    lag, k, n_boot = int(lag), int(k), int(n_boot)
+    n_boot = whole_number("n_boot", n_boot, 20)
+    lag, k = int(lag), int(k)
     lag_time = lag * float(dt)
 
     # Bin index 0..n_bins-1; values outside the edges fall into the end bins.

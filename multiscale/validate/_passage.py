@@ -16,12 +16,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import _core
+from .._checks import integer, positive_finite
 from .._device import parse_device
 from .._errors import SimulationError
-from ..models._catalog import ModelInfo, get_model
-from ..models._language import Model
-from ..simulate._grid import check_positive
-from ..simulate._simulate import _initial, _int_arg
+from ..models import Model, ModelInfo, get_model
+from ..simulate._simulate import _initial
 
 from .._status import OUTCOME_NAMES, Outcome  # the registries: status.h and rng/streams.h
 from .._streams import Stream
@@ -66,17 +65,17 @@ class _CompiledEngine:
         self.info = info
         self.params = info.resolve_params(params)
         if info.uses_eps:
-            self.eps = check_positive("eps", info.default_eps if eps is None else eps)
+            self.eps = positive_finite("eps", info.default_eps if eps is None else eps)
         else:
             if eps is not None:
                 raise ValueError(f"eps={eps!r} given, but model {info.name!r} does not use eps")
             self.eps = 1.0
-        self.dt = check_positive("dt", dt)
+        self.dt = positive_finite("dt", dt)
         self.m, self.n = info.dims(self.params)
         slow, fast = info.state_names(self.params)
         self.names = slow + fast
         self.w = _coordinate_weights(coordinate, self.names)
-        self.threads = 0 if threads is None else _int_arg("threads", threads, 1)
+        self.threads = 0 if threads is None else integer("threads", threads, 1)
         self.exact_ou = bool(exact_ou and info.exact_ou)
         self._p = np.asarray([self.params[k] for k in info.param_names], float)
         self.device = parse_device(device)
@@ -105,14 +104,14 @@ class _SurrogateEngine:
 
     def __init__(self, sde: Any, dt: float, coordinate: Any, member: int | None, threads: int | None) -> None:
         self.sde = sde
-        self.dt = check_positive("dt", dt)
+        self.dt = positive_finite("dt", dt)
         self.names = list(sde.names)
         self.m, self.n = sde.dim, 0
         self.w = _coordinate_weights(coordinate, self.names)
         if member is not None and not (isinstance(member, (int, np.integer)) and 0 <= member < sde.members):
             raise ValueError(f"member={member!r} must be None or an integer in [0, {sde.members})")
         self.member = None if member is None else int(member)
-        self.threads = None if threads is None else _int_arg("threads", threads, 1)
+        self.threads = None if threads is None else integer("threads", threads, 1)
         self.label = "surrogate" if member is None else f"surrogate member {member}"
         self._table = self._tabulate() if self.m == 1 else None
 
@@ -334,12 +333,12 @@ def first_passage(system: Any, *, x0: Any, dt: float, n_paths: int, max_time: fl
 def _first_passage(eng, x0: Any, y0: Any, n_paths: int, max_time: float, lo: float, hi: float, seed: int,
                    path_offset: int, bridge: bool) -> PassageResult:
     lo_v, hi_v = _levels(lo, hi)
-    n_paths = _int_arg("n_paths", n_paths, 1)
-    seed = _int_arg("seed", seed, 0)
-    path_offset = _int_arg("path_offset", path_offset, 0)
+    n_paths = integer("n_paths", n_paths, 1)
+    seed = integer("seed", seed, 0)
+    path_offset = integer("path_offset", path_offset, 0)
     if path_offset + n_paths > 2**32:
         raise ValueError(f"path_offset + n_paths = {path_offset + n_paths} exceeds 2**32 paths")
-    max_steps = int(math.ceil(check_positive("max_time", max_time) / eng.dt - 1e-9))
+    max_steps = int(math.ceil(positive_finite("max_time", max_time) / eng.dt - 1e-9))
     states = np.ascontiguousarray(eng.initial(x0, y0, n_paths), float)
     ids = np.arange(path_offset, path_offset + n_paths, dtype=np.uint64).astype(np.uint32)
     outcome, steps, _ = eng.run(states, ids, np.full(n_paths, math.inf), lo_v, hi_v, max_steps, seed, bridge)

@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 from .._device import build_info
-from ..models._catalog import get_model
+from ..models import get_model
 from ._ams import AMSOptions, AMSResult, ams
 from ._distances import DistanceKind, _divergence, bin_probabilities, density_distance
 from ._exact1d import committor, find_wells, generator_eigenvalues, mfpt, stationary_density
