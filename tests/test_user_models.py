@@ -23,6 +23,8 @@ from multiscale.models._catalog_source import SOURCES  # noqa: E402
 # Every catalogue model written in the model language; Lorenz-96 small and noisy (the Euler
 # noise path) and at its defaults (deterministic: no normals drawn).
 SMALL_L96 = dict(K=4, J=3, sigma_x=0.5, sigma_y=0.5)
+# One model in the fast suite; every model (a C++ build each, ~10 s) with pytest -m slow.
+MODELS = [n if n == "tilted_double_well" else pytest.param(n, marks=pytest.mark.slow) for n in SOURCES]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,9 +75,7 @@ def _args(name: str, params, precision, fast_step, seed=3):
     return args
 
 
-# one model in the fast suite; every model (a C++ build each) with pytest -m slow
-@pytest.mark.parametrize("name", [n if n == "tilted_double_well" else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in SOURCES])
+@pytest.mark.parametrize("name", MODELS)
 def test_catalogue_in_the_language_is_bitwise_the_catalogue(name):
     """Each catalogue model's language form, compiled just in time, gives bitwise the built-in
     model's paths: both precisions, the Euler and the default (exact OU where linear) fast step."""
@@ -95,7 +95,7 @@ def test_catalogue_in_the_language_is_bitwise_the_catalogue(name):
                 assert np.array_equal(ref["status"].values, got["status"].values)
 
 
-@pytest.mark.parametrize("name", list(SOURCES))
+@pytest.mark.parametrize("name", MODELS)
 def test_torch_evaluation_matches_compiled_coefficients(name):
     """The differentiable torch evaluation of the parsed model equals the compiled coefficients
     (the catalogue's C++ and the generated code) to 1e-12 relative (values above 1)."""
