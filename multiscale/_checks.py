@@ -64,6 +64,14 @@ def integer(name: str, value: Any, minimum: int = 0) -> int:
     return v
 
 
+def seed(name: str, value: Any) -> int:
+    """``value`` as an int; raises unless it is an integer in ``[0, 2**64)`` (a Philox key)."""
+    v = integer(name, value, 0)
+    if v >= 2**64:
+        raise ValueError(f"{name}={value!r} must be an integer in [0, 2**64)")
+    return v
+
+
 def whole_number(name: str, value: Any, minimum: int = 0) -> int:
     """``value`` as an int; raises unless it is a number with an integral value (``5`` or
     ``5.0``, not a bool) >= ``minimum``. For counts that may come from float arithmetic."""

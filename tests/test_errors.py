@@ -361,6 +361,8 @@ def test_argument_checks_return_plain_values():
     ("integer", ("n_paths", 0, 1), r"n_paths=0 must be an integer >= 1"),
     ("integer", ("n_paths", 2.0, 1), r"n_paths=2\.0 must be an integer >= 1"),
     ("integer", ("n_paths", True, 1), r"n_paths=True must be an integer >= 1"),
+    ("seed", ("seed", 2**64), r"seed=18446744073709551616 must be an integer in \[0, 2\*\*64\)"),
+    ("seed", ("seed", -1), r"seed=-1 must be an integer >= 0"),
     ("whole_number", ("n", 2.5, 1), r"n=2\.5 must be an integer >= 1"),
     ("whole_number", ("n", float("nan"), 1), r"n=nan must be an integer >= 1"),
     ("finite_interval", (1.0, 0.0), r"lo=1\.0 and hi=0\.0 must be finite with lo < hi"),

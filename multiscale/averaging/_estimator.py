@@ -8,13 +8,14 @@ sums into estimates with standard errors.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
 
 from .. import _core
+from .._checks import integer, positive_finite
+from .._checks import seed as check_seed
 from .._device import build_info, parse_device
 from ..models import ModelInfo, Scaling, get_model
 from ..simulate._grid import steps_of
@@ -75,15 +76,10 @@ class AveragingEstimator:
         self.options = options if options is not None else AveragingOptions()
         if not isinstance(self.options, AveragingOptions):
             raise ValueError(f"options={options!r} must be a multiscale.AveragingOptions")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed={seed!r} must be an integer in [0, 2**64)")
-        self.seed = int(seed)
+        self.seed = check_seed("seed", seed)
         self.device = device
         self._dev = parse_device(device)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
-                                    or threads < 1):
-            raise ValueError(f"threads={threads!r} must be a positive integer")
-        self.threads = 0 if threads is None else int(threads)
+        self.threads = 0 if threads is None else integer("threads", threads, 1)
         self.result_: xr.Dataset | None = None
 
     # ------------------------------------------------------------------------------------------
@@ -115,9 +111,7 @@ class AveragingEstimator:
         homog = info.scaling is Scaling.HOMOGENIZATION
         if eps is not None and not info.uses_eps:
             raise ValueError(f"eps={eps!r} given, but model {info.name!r} does not use eps")
-        eps_v = float(eps) if eps is not None else (info.default_eps or 1.0)
-        if not (math.isfinite(eps_v) and eps_v > 0):
-            raise ValueError(f"eps={eps!r} must be a finite number > 0")
+        eps_v = positive_finite("eps", eps if eps is not None else (info.default_eps or 1.0))
         if o.fast_step is FastStep.EXACT_OU and not info.exact_ou:
             raise ValueError(f"fast_step=EXACT_OU: model {info.name!r} has no linear fast drift")
         exact_ou = info.exact_ou and o.fast_step is not FastStep.EULER

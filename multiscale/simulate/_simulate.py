@@ -12,6 +12,7 @@ import xarray as xr
 
 from .. import _core
 from .._checks import integer, positive_finite
+from .._checks import seed as check_seed
 from .._device import build_info, parse_device
 from .._errors import SimulationError
 from ..models import ModelInfo, get_model
@@ -158,9 +159,7 @@ def simulate(
     t_end = positive_finite("t_end", t_end)
     n_steps = steps_of(t_end, dt, "t_end")
     n_paths = integer("n_paths", n_paths, 1)
-    seed = integer("seed", seed, 0)
-    if seed >= 2**64:
-        raise ValueError(f"seed={seed} must be < 2**64")
+    seed = check_seed("seed", seed)
     path_offset = integer("path_offset", path_offset, 0)
     if path_offset + n_paths > 2**32:
         raise ValueError(f"path_offset + n_paths = {path_offset + n_paths} exceeds 2**32 paths")

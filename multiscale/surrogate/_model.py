@@ -18,6 +18,7 @@ import xarray as xr
 
 from .. import _core
 from .._checks import integer, positive_finite
+from .._checks import seed as check_seed
 from .._device import build_info
 from ._options import DiffusionForm
 
@@ -434,8 +435,7 @@ class EffectiveSDE(torch.nn.Module):
 
         n_paths = integer("n_paths", n_paths, 1)
         path_offset = integer("path_offset", path_offset, 0)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed={seed!r} must be an integer in [0, 2**64)")
+        seed = check_seed("seed", seed)
         dt = positive_finite("dt", dt)
         n_steps = steps_of(positive_finite("t_end", t_end), dt, "t_end")
         saves = save_steps(n_steps, dt, save_every, save_times)
