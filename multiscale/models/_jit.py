@@ -101,7 +101,7 @@ def _sources_digest() -> str:
     src = source_dir()
     h = hashlib.sha256()
     for p in sorted(src.rglob("*")):
-        if p.suffix in (".h", ".cpp") and p.is_file():
+        if p.suffix in (".h", ".cpp", ".cu", ".cuh") and p.is_file():  # the CUDA build too
             h.update(str(p.relative_to(src)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
