@@ -63,7 +63,6 @@ CI_ONLY = {
 }
 # cluster-only lines: batch systems, and mpiexec with more ranks than the 2 a test may use
 CLUSTER_ONLY = re.compile(r"^\s*(srun|sbatch|salloc)\b|^\s*#SBATCH|^\s*mpiexec\s+-n\s+([3-9]|\d\d+)", re.M)
-SLOW = {"python": 60, "bash": 60}  # seconds: blocks above this are reported as slow
 
 
 @dataclass

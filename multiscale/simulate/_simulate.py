@@ -19,7 +19,7 @@ from ..models import ModelInfo, get_model
 from ._grid import save_steps, steps_of
 from ._options import FastStep, Observables, Precision
 
-from .._status import STATUS_MEANINGS  # the registry: csrc/include/multiscale/status.h
+from .._status import STATUS_MEANINGS, Status  # the registry: csrc/include/multiscale/status.h
 RNG_NAME = "Philox4x32-10"
 
 
@@ -276,14 +276,16 @@ def observable_variables(observables: Observables, edges: np.ndarray, dt: float,
 def _failure_message(ds: xr.Dataset, failed: int) -> str:
     status = ds["status"].values
     parts = []
-    for code, name in enumerate(STATUS_MEANINGS):
-        if code == 0:
+    for code in Status:
+        if code is Status.OK:
             continue
+        name = STATUS_MEANINGS[code]
         sel = np.flatnonzero(status == code)
         if sel.size:
-            first = sel[np.argmin(ds["fail_step"].values[sel])] if code == 1 else sel[0]
+            nonfinite = code is Status.NONFINITE
+            first = sel[np.argmin(ds["fail_step"].values[sel])] if nonfinite else sel[0]
             where = ""
-            if code == 1:
+            if nonfinite:
                 step = int(ds["fail_step"].values[first])
                 where = f" (first at step {step}, t={step * ds.attrs['dt']:.6g}, path {int(ds.realization.values[first])})"
             parts.append(f"{sel.size} {name}{where}")
