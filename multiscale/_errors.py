@@ -1,10 +1,11 @@
 """Exceptions and warnings raised by multiscale: one family, defined here.
 
-Every exception derives from :class:`MultiscaleError`, so ``except multiscale.MultiscaleError``
-catches anything the package raises on purpose; each also keeps the built-in base that says what
-kind of failure it is (``ValueError`` for invalid input, ``RuntimeError`` for a run that could not
-complete), so ``except ValueError`` keeps working. Warnings derive from :class:`MultiscaleWarning`.
-All are exported from the top-level package.
+Every exception class the package defines derives from :class:`MultiscaleError` and keeps the
+built-in base that says what kind of failure it is (``ValueError`` for invalid input,
+``RuntimeError`` for a run that could not complete), so ``except ValueError`` keeps working.
+Invalid arguments to functions (a negative ``dt``, an unknown parameter) raise a plain
+``ValueError`` naming the value (see :mod:`multiscale._checks`). Every warning the package issues
+derives from :class:`MultiscaleWarning`. All are exported from the top-level package.
 """
 from __future__ import annotations
 

@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 HOG = "while True:\n    pass\n"
 # The README's command. The `pytest` script, not `python -m pytest`: the latter puts the source
 # tree first on sys.path, where the compiled module is not built.
+# (Python >= 3.11's -P leaves it out.)
 _SCRIPT = Path(sys.executable).with_name("pytest")
-PYTEST = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "pytest"]
+PYTEST = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-P", "-m", "pytest"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hogs", type=int, default=2, help="CPU-bound processes beside the tests (default 2)")
     args = ap.parse_args(argv)
+    if not _SCRIPT.is_file() and sys.version_info < (3, 11):
+        ap.error(f"no pytest script beside {sys.executable} (pip install pytest)")
     if args.hogs < 0:
         ap.error(f"--hogs must be >= 0, got {args.hogs}")
     runs = [extra] if extra is not None else [[], ["-m", "slow"]]

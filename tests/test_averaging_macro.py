@@ -14,7 +14,7 @@ import multiscale as ms
 from multiscale import _core, exact
 
 PKG_PARENT = Path(ms.__file__).resolve().parents[1]
-CWD = Path(tempfile.mkdtemp(prefix="multiscale-test-"))
+CWD = Path(tempfile.gettempdir())  # any folder without the sources; every command names its outputs
 
 
 @pytest.fixture(scope="module")

@@ -266,27 +266,32 @@ def slow_reference(tmp_path_factory) -> Path:
     return _reference_run(tmp_path_factory, SLOW)
 
 
-def _kill_on_event(cmd: list[str], out: Path, pattern: str, group: bool = False) -> int:
+def _kill_on_event(cmd: list[str], out: Path, pattern: str, group: bool = False, hang_guard: float = 600) -> int:
     """Run ``cmd`` and SIGKILL it from outside (its whole process group with ``group``) as soon
     as a file matching ``pattern`` exists under ``out``: the kill lands at a moment set by the
     run's own progress, not by a timer, so a loaded machine cannot move it past the end of the
-    run. Returns the exit status."""
-    with subprocess.Popen(cmd, cwd=tempfile.gettempdir(), env=_env(), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, start_new_session=group) as p:
+    run. ``hang_guard`` seconds without the event fail the test. Returns the exit status."""
+    with tempfile.TemporaryFile("w+") as err, \
+            subprocess.Popen(cmd, cwd=tempfile.gettempdir(), env=_env(), stdout=subprocess.DEVNULL, stderr=err,
+                             text=True, start_new_session=group) as p:
         try:
-            while p.poll() is None and not any(out.glob(pattern)):
+            deadline = time.monotonic() + hang_guard
+            while p.poll() is None and not any(out.glob(pattern)) and time.monotonic() < deadline:
                 time.sleep(0.002)
-            if p.poll() is not None:
-                pytest.fail(f"the run ended (status {p.returncode}) before {pattern} appeared: {p.stderr.read()}")
+            if p.poll() is not None or not any(out.glob(pattern)):
+                err.seek(0)
+                pytest.fail(f"the run ended (status {p.returncode}) or hung before {pattern} appeared: {err.read()}")
             if group:
                 os.killpg(p.pid, signal.SIGKILL)
             else:
                 p.kill()
-            p.communicate(timeout=60)
+            p.wait(timeout=60)
         finally:
             if p.poll() is None:
+                if group:
+                    os.killpg(p.pid, signal.SIGKILL)
                 p.kill()
-                p.communicate()
+                p.wait()
     return p.returncode
 
 

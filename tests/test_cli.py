@@ -19,7 +19,7 @@ import multiscale as _ms_for_path  # noqa: E402
 import tempfile  # noqa: E402
 
 PKG_PARENT = Path(_ms_for_path.__file__).resolve().parents[1]
-CWD = Path(tempfile.mkdtemp(prefix="multiscale-test-"))
+CWD = Path(tempfile.gettempdir())  # any folder without the sources; every command names its outputs
 
 
 def _cli(*args: str, cwd: Path = CWD) -> subprocess.CompletedProcess:

@@ -19,9 +19,8 @@ import multiscale as ms
 from multiscale import exact
 from multiscale.validate import committor, exact_limit, mfpt
 
-pytestmark = pytest.mark.slow  # every example script, run for real
-
-pytest.importorskip("matplotlib")
+# every example script, run for real; they draw figures (the plot extra)
+pytestmark = [pytest.mark.slow, pytest.mark.plot]
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PKG_PARENT = Path(ms.__file__).resolve().parents[1]
@@ -66,7 +65,6 @@ def test_every_example_is_listed():
         _exact_strings(name)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_example_quick(name, tmp_path):
     env = dict(os.environ)

@@ -10,6 +10,7 @@ it was doing.
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -97,7 +98,9 @@ def test_sigint_stops_long_run(variant):
             subprocess.Popen([sys.executable, "-c", CHILD, variant], cwd=cwd, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) as proc:
         try:
-            line = proc.stdout.readline()  # blocks until the kernel is entered (or the child died)
+            with selectors.DefaultSelector() as sel:  # the kernel entered, the child died, or a hang
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                line = proc.stdout.readline() if sel.select(timeout=HANG_LIMIT_S) else ""
             if not line.startswith("in-kernel"):
                 pytest.fail(f"the child did not reach the kernel: {line!r}\n{_stop_and_describe(proc, line)}")
             sent = time.monotonic()

@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 # Children import the same multiscale as this process, from a directory with no sources.
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 PKG_PARENT = Path(_ms_for_path.__file__).resolve().parents[1]
-CWD = Path(tempfile.mkdtemp(prefix="multiscale-test-"))
+CWD = Path(tempfile.gettempdir())  # any folder without the sources; every command names its outputs
 
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ from ..simulate._grid import steps_of
 from ..simulate._options import FastStep
 from ._options import AveragingOptions
 
-from .._status import STATUS_MEANINGS  # the registries: status.h and rng/streams.h
+from .._status import STATUS_MEANINGS, Status  # the registries: status.h and rng/streams.h
 from .._streams import Stream
 
 _MIN_BATCHES = 8
@@ -188,7 +188,7 @@ def _reduce(acc: np.ndarray, done: np.ndarray, status: np.ndarray, M: int, R: in
     longer than the correlation time (checked through tau_int). Sums over replicas are NumPy
     reductions of fixed shape and order, hence reproducible. Failed replicas are left out.
     """
-    ok = (status == 0).reshape(M, R)
+    ok = (status == Status.OK).reshape(M, R)
     # np.where, not multiplication: a failed replica's sums may hold inf (inf * 0 = NaN).
     A = np.where(ok[:, :, None], acc.reshape(M, R, -1), 0.0)
     steps = done.reshape(M, R) * ok

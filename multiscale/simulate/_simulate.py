@@ -18,8 +18,8 @@ from .._errors import SimulationError
 from ..models import ModelInfo, get_model
 from ._grid import save_steps, steps_of
 from ._options import FastStep, Observables, Precision
-
 from .._status import STATUS_MEANINGS, Status  # the registry: csrc/include/multiscale/status.h
+
 RNG_NAME = "Philox4x32-10"
 
 
@@ -199,7 +199,7 @@ def simulate(
     ds = _to_dataset(info, p, eps_v, dt, n_steps, seed, path_offset, step_offset, n_paths, names, m,
                      saves, res, save_fast, observables, obs_vars, edges, bins, lo, hi, exact_ou,
                      precision, device)
-    failed = int(np.count_nonzero(res["status"] != 0))
+    failed = int(np.count_nonzero(res["status"] != Status.OK))
     if failed and throw:
         raise SimulationError(_failure_message(ds, failed), dataset=ds)
     return ds
@@ -352,7 +352,7 @@ def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, step_offset, n_pat
             "histogram": None if observables.histogram is None else {
                 "bins": observables.histogram.bins, "lo": observables.histogram.lo,
                 "hi": observables.histogram.hi}}),
-        "n_failed": int(np.count_nonzero(res["status"] != 0)),
+        "n_failed": int(np.count_nonzero(res["status"] != Status.OK)),
         "package": "multiscale",
         "package_version": bi["version"],
         "build_info_json": json.dumps(bi),

@@ -16,7 +16,7 @@ import xarray as xr
 
 from .._checks import positive_finite
 from .._device import build_info
-from .._errors import LagWarning
+from .._errors import LagWarning, MultiscaleWarning
 from ._model import EffectiveSDE, member_moments
 from ._options import SurrogateOptions, TrajectoryMethod
 
@@ -194,7 +194,7 @@ class EffectiveSDEEstimator:
             raise ValueError(f"only {int(ok.sum())} usable points (finite, converged); at least 4 are needed")
         if n_drop:
             warnings.warn(f"{n_drop} of {ok.size} points are not finite or not converged and are left out",
-                          stacklevel=3)
+                          MultiscaleWarning, stacklevel=3)
         x, F, A, Fse, Ase = x[ok], F[ok], A[ok], Fse[ok], Ase[ok]
         M, m = x.shape
         names = tuple(str(s) for s in ds["slow"].values) if "slow" in ds.coords else None
