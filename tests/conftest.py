@@ -4,6 +4,8 @@ Markers (declared in ``pyproject.toml``):
 
 ``cuda``
     needs a visible CUDA device; skipped with the reason where there is none.
+``no_cuda``
+    checks the errors of a machine without one; skipped where a device is visible.
 ``mpi``
     runs ``mpiexec``; skipped where it is not installed (``pip install ".[mpi]"`` brings MPICH).
 ``plot``
@@ -31,6 +33,7 @@ HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 _SKIPS = {
     "cuda": (N_CUDA_DEVICES == 0, "no CUDA device visible"),
+    "no_cuda": (N_CUDA_DEVICES > 0, "a CUDA device is visible"),
     "mpi": (MPIEXEC is None, "mpiexec not found (pip install \".[mpi]\" brings MPICH)"),
     "plot": (not HAS_MATPLOTLIB, "matplotlib not installed (pip install \".[plot]\")"),
 }

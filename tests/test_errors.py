@@ -141,7 +141,7 @@ def test_exact_ou_accepted_where_valid():
     assert not np.array_equal(a["final_state"].values, c["final_state"].values)
 
 
-@pytest.mark.skipif(ms.build_info()["cuda_devices"] > 0, reason="a CUDA device is visible")
+@pytest.mark.no_cuda
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", "CUDA:1"])
 def test_cuda_unavailable(device):
     with pytest.raises(ms.DeviceUnavailableError, match=r"(?i)cuda") as info:

@@ -2,7 +2,12 @@
 of the ensemble (path_offset) or the number of repetitions."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -382,12 +387,6 @@ def test_kernels_finish_and_agree_when_the_runtime_gives_fewer_threads():
     """OpenMP may give a smaller team than asked for (OMP_DYNAMIC on a loaded machine,
     OMP_THREAD_LIMIT): every kernel must still finish (the first-passage launcher once waited
     forever for the missing threads) and give the same numbers."""
-    import os
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
     env = dict(os.environ, PYTHONPATH=str(Path(ms.__file__).resolve().parents[1]))
     out = {}
     for name, extra in (("full", {}), ("limited", {"OMP_THREAD_LIMIT": "1", "OMP_DYNAMIC": "true"})):

@@ -17,13 +17,12 @@ from .. import _core
 from .._checks import integer, positive_finite
 from .._checks import seed as check_seed
 from .._device import build_info, parse_device
+from .._status import STATUS_MEANINGS, Status  # the registries: status.h and rng/streams.h
+from .._streams import Stream
 from ..models import ModelInfo, Scaling, get_model
 from ..simulate._grid import steps_of
 from ..simulate._options import FastStep
 from ._options import AveragingOptions
-
-from .._status import STATUS_MEANINGS, Status  # the registries: status.h and rng/streams.h
-from .._streams import Stream
 
 _MIN_BATCHES = 8
 

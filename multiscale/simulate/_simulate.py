@@ -17,8 +17,8 @@ from .._device import build_info, parse_device
 from .._errors import SimulationError
 from ..models import ModelInfo, get_model
 from ._grid import save_steps, steps_of
-from ._options import FastStep, Observables, Precision
 from .._status import STATUS_MEANINGS, Status  # the registry: csrc/include/multiscale/status.h
+from ._options import FastStep, Observables, Precision
 
 RNG_NAME = "Philox4x32-10"
 
@@ -279,7 +279,6 @@ def _failure_message(ds: xr.Dataset, failed: int) -> str:
     for code in Status:
         if code is Status.OK:
             continue
-        name = STATUS_MEANINGS[code]
         sel = np.flatnonzero(status == code)
         if sel.size:
             nonfinite = code is Status.NONFINITE
@@ -288,7 +287,7 @@ def _failure_message(ds: xr.Dataset, failed: int) -> str:
             if nonfinite:
                 step = int(ds["fail_step"].values[first])
                 where = f" (first at step {step}, t={step * ds.attrs['dt']:.6g}, path {int(ds.realization.values[first])})"
-            parts.append(f"{sel.size} {name}{where}")
+            parts.append(f"{sel.size} {code.name}{where}")
     return (f"{failed} of {status.size} paths of model {ds.attrs['model']!r} did not finish: "
             + ", ".join(parts) + ". The dataset with per-path status is attached as .dataset; "
             "pass throw=False to get it returned instead (a smaller dt usually helps with NONFINITE).")

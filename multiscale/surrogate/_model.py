@@ -20,10 +20,9 @@ from .. import _core
 from .._checks import integer, positive_finite
 from .._checks import seed as check_seed
 from .._device import build_info
-from ._options import DiffusionForm
-
 from .._status import STATUS_MEANINGS, Status  # the registries: status.h and rng/streams.h
 from .._streams import Stream
+from ._options import DiffusionForm
 
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) = 1
 FORMAT_VERSION = 1
@@ -477,7 +476,7 @@ class EffectiveSDE(torch.nn.Module):
                 k_save += 1
             if step == n_steps:
                 break
-            xi = torch.as_tensor(_core.normals(seed=int(seed), path0=path_offset, n_paths=n_paths, step=step,
+            xi = torch.as_tensor(_core.normals(seed=seed, path0=path_offset, n_paths=n_paths, step=step,
                                                n=m, single=False, stream=Stream.SURROGATE)).to(dev)
             b, S = model._step_coefficients(x, member, gid)
             x_new = x + b * dt + sq * (S @ xi[..., None])[..., 0]

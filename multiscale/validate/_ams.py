@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .._checks import finite_interval, integer, positive_finite
+from .._checks import seed as check_seed
 from .._errors import SimulationError
 from ._passage import HI, LEVEL, LO, OUTCOME_NAMES, make_engine
 
@@ -150,7 +151,7 @@ def ams(system: Any, *, x0: Any, a: float, b: float, options: AMSOptions = AMSOp
         raise ValueError(f"options={options!r} must be a multiscale.validate.AMSOptions")
     o = options
     a_v, b_v = finite_interval(a, b, ("a", "b"))
-    seed = integer("seed", seed, 0)
+    seed = check_seed("seed", seed)
     eng = make_engine(system, dt=o.dt, params=params, eps=eps, coordinate=coordinate, threads=threads, member=member,
                       device=device)
     R, N, k = o.n_runs, o.n_replicas, o.kill

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _core
 from .._checks import integer, positive_finite
+from .._checks import seed as check_seed
 from .._device import parse_device
 from .._errors import SimulationError
 from ..models import Model, ModelInfo, get_model
@@ -334,7 +335,7 @@ def _first_passage(eng, x0: Any, y0: Any, n_paths: int, max_time: float, lo: flo
                    path_offset: int, bridge: bool) -> PassageResult:
     lo_v, hi_v = _levels(lo, hi)
     n_paths = integer("n_paths", n_paths, 1)
-    seed = integer("seed", seed, 0)
+    seed = check_seed("seed", seed)
     path_offset = integer("path_offset", path_offset, 0)
     if path_offset + n_paths > 2**32:
         raise ValueError(f"path_offset + n_paths = {path_offset + n_paths} exceeds 2**32 paths")
