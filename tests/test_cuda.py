@@ -252,3 +252,50 @@ def test_gpu_campaign_device_auto(tmp_path):
         np.testing.assert_allclose(gpu["F"].values, cpu["F"].values, rtol=1e-9, atol=1e-12)
     rec = (tmp_path / "auto" / "tasks" / "g00000.simulate.000000000-000001000.json").read_text()
     assert '"device": "cuda:0"' in rec
+
+
+# ---------------------------------------------------------------------------------------------
+# learned surrogates in the CUDA launcher
+
+
+def _surrogate(m: int, gradient: bool):
+    import torch
+
+    from multiscale.surrogate import EffectiveSDE
+
+    sde = EffectiveSDE(m, members=3, hidden=(16, 16), gradient=gradient, seed=2)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in sde.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    sde.set_scaling(x_mean=0.0, x_scale=1.0, b_mean=0.0, b_scale=0.5, s_scale=0.5, x_lo=-2.0, x_hi=2.0)
+    return sde
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("m, gradient, tables", [(1, False, True), (1, True, False), (2, False, False),
+                                                 (3, True, False)])
+@pytest.mark.parametrize("member", [None, 1, "sample"])
+def test_gpu_surrogate_matches_cpu(m, gradient, tables, member):
+    """The surrogate as a kernel model: one thread per path on the GPU, SIMD blocks on the CPU,
+    the same layer code and noise; float64 agrees to rounding, float32 to its tolerance."""
+    sde = _surrogate(m, gradient)
+    kw = dict(t_end=0.5, dt=0.01, n_paths=300, seed=4, save_every=10, member=member, tables=tables)
+    cpu = sde.simulate(device="cpu", **kw)
+    gpu = sde.simulate(device="cuda", **kw)
+    np.testing.assert_allclose(gpu.trajectory.values, cpu.trajectory.values, rtol=RTOL64, atol=ATOL64)
+    c32 = sde.simulate(device="cpu", precision=ms.Precision.FLOAT32, **kw)
+    g32 = sde.simulate(device="cuda", precision=ms.Precision.FLOAT32, **kw)
+    np.testing.assert_allclose(g32.trajectory.values, c32.trajectory.values, rtol=RTOL32, atol=ATOL32)
+
+
+@pytest.mark.cuda
+def test_gpu_surrogate_first_passages_match_cpu():
+    from multiscale.validate import first_passage
+
+    sde = _surrogate(1, False)
+    kw = dict(x0=0.0, lo=-0.8, hi=0.8, dt=0.01, n_paths=2000, max_time=20.0, seed=5)
+    cpu = first_passage(sde, device="cpu", **kw)
+    gpu = first_passage(sde, device="cuda", **kw)
+    same = (cpu.outcome == gpu.outcome) & np.isclose(np.nan_to_num(cpu.time), np.nan_to_num(gpu.time))
+    assert same.mean() > 0.99, same.mean()

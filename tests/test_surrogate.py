@@ -289,7 +289,7 @@ def test_sample_member_paths_follow_their_member():
 
 def test_simulation_euler_step_matches_a_hand_step():
     sde = EffectiveSDE(1, members=2, seed=1)
-    ds = sde.simulate(t_end=0.01, dt=0.01, x0=0.4, n_paths=3, seed=5, member=1)
+    ds = sde.simulate(t_end=0.01, dt=0.01, x0=0.4, n_paths=3, seed=5, member=1, tables=False)
     xi = ms._core.normals(5, 0, 3, 0, 1, False, int(Stream.SURROGATE))[:, 0]  # the surrogate's stream
     b = sde.drift(np.array([0.4]), member=1)[0, 0]
     s = math.sqrt(sde.diffusion(np.array([0.4]), member=1)[0, 0, 0])

@@ -17,6 +17,7 @@
 #include "../cpu/simulate_cpu.h"
 #include "../cuda/simulate_cuda.h"
 #include "multiscale/dispatch.h"
+#include "multiscale/elementary.h"
 #include "multiscale/estimators/exact_sum.h"
 #include "multiscale/estimators/first_passage.h"
 #include "multiscale/rng/normal.h"
@@ -117,18 +118,12 @@ auto on_device(int device, const bool& signalled, Cpu&& cpu, Gpu&& gpu) {
 }
 
 template <class Real>
-py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, double dt,
-                       int64_t n_steps, uint64_t seed, uint64_t path_offset, uint64_t step_offset,
-                       const py::array& x_init, const CArray<int64_t>& save_steps, bool exact_ou,
-                       int threads, const CArray<int32_t>& obs_vars,
-                       const CArray<double>& obs_shift, const CArray<int64_t>& window_edges,
-                       int bins, const CArray<double>& lo, const CArray<double>& hi, int device) {
-  ms::RunSpec spec;
-  spec.model_id = model_id;
-  spec.params.assign(params.data(), params.data() + params.size());
-  const auto dims = ms::model_dims(model_id, spec.params.data(), eps);
-  if (dims.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(model_id));
-  const int dim = dims.first + dims.second;
+py::dict run_simulation(ms::RunSpec& spec, int dim, double eps, double dt, int64_t n_steps, uint64_t seed,
+                        uint64_t path_offset, uint64_t step_offset, const py::array& x_init,
+                        const CArray<int64_t>& save_steps, bool exact_ou, int threads,
+                        const CArray<int32_t>& obs_vars, const CArray<double>& obs_shift,
+                        const CArray<int64_t>& window_edges, int bins, const CArray<double>& lo,
+                        const CArray<double>& hi, int device) {
   CArray<Real> x0 = CArray<Real>::ensure(x_init);
   if (!x0 || x0.ndim() != 2 || x0.shape(1) != dim)
     throw std::invalid_argument("initial state must have shape (n_paths, " + std::to_string(dim) + ")");
@@ -207,6 +202,84 @@ py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, d
   return d;
 }
 
+template <class Real>
+py::dict simulate_impl(int model_id, const CArray<double>& params, double eps, double dt,
+                       int64_t n_steps, uint64_t seed, uint64_t path_offset, uint64_t step_offset,
+                       const py::array& x_init, const CArray<int64_t>& save_steps, bool exact_ou,
+                       int threads, const CArray<int32_t>& obs_vars,
+                       const CArray<double>& obs_shift, const CArray<int64_t>& window_edges,
+                       int bins, const CArray<double>& lo, const CArray<double>& hi, int device) {
+  ms::RunSpec spec;
+  spec.model_id = model_id;
+  spec.params.assign(params.data(), params.data() + params.size());
+  const auto dims = ms::model_dims(model_id, spec.params.data(), eps);
+  if (dims.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(model_id));
+  return run_simulation<Real>(spec, dims.first + dims.second, eps, dt, n_steps, seed, path_offset, step_offset,
+                              x_init, save_steps, exact_ou, threads, obs_vars, obs_shift, window_edges, bins, lo,
+                              hi, device);
+}
+
+// A learned surrogate's description and arrays, checked against each other.
+ms::SurrogateArrays surrogate_arrays(int dim, int members, int form, bool gradient, int member,
+                                     const CArray<int32_t>& hidden, const CArray<double>& params,
+                                     const CArray<double>& tables, int64_t n_grid, double t_lo, double t_h) {
+  ms::SurrogateArrays a;
+  ms::SurrogateSpec& s = a.spec;
+  if (hidden.size() < 1 || hidden.size() >= ms::nn::kMaxLayers)
+    throw std::invalid_argument("surrogate: hidden must list 1 to " + std::to_string(ms::nn::kMaxLayers - 1) +
+                                " layer widths");
+  s.dim = dim;
+  s.members = members;
+  s.form = form;
+  s.gradient = gradient ? 1 : 0;
+  s.member = member;
+  s.n_hidden = static_cast<int>(hidden.size());
+  for (int l = 0; l < s.n_hidden; ++l) {
+    if (hidden.data()[l] < 1) throw std::invalid_argument("surrogate: hidden widths must be positive");
+    s.hidden[l] = hidden.data()[l];
+  }
+  s.n_grid = n_grid;
+  s.t_lo = t_lo;
+  s.t_h = t_h;
+  bool valid = false;
+  const auto m = ms::SurrogateModel<double>::make(s, valid);
+  if (!valid)
+    throw std::invalid_argument("surrogate: inconsistent description (dim " + std::to_string(dim) + ", members " +
+                                std::to_string(members) + ", form " + std::to_string(form) + ", member " +
+                                std::to_string(member) + ", table points " + std::to_string(n_grid) + ")");
+  if (params.size() != m.n_params)
+    throw std::invalid_argument("surrogate: " + std::to_string(params.size()) + " parameters; the architecture has " +
+                                std::to_string(m.n_params));
+  const int64_t n_tab = n_grid * 4 * m.n_groups();
+  if (tables.size() != n_tab)
+    throw std::invalid_argument("surrogate: " + std::to_string(tables.size()) + " table entries; expected " +
+                                std::to_string(n_tab));
+  if (!(std::isfinite(t_lo) && std::isfinite(t_h)))
+    throw std::invalid_argument("surrogate: table origin and spacing must be finite");
+  a.params.assign(params.data(), params.data() + params.size());
+  a.tables.assign(tables.data(), tables.data() + tables.size());
+  return a;
+}
+
+template <class Real>
+py::dict simulate_surrogate_impl(int dim, int members, int form, bool gradient, int member,
+                                 const CArray<int32_t>& hidden, const CArray<double>& params,
+                                 const CArray<double>& tables, int64_t n_grid, double t_lo, double t_h, double dt,
+                                 int64_t n_steps, uint64_t seed, uint64_t path_offset, uint64_t step_offset,
+                                 const py::array& x_init, const CArray<int64_t>& save_steps, int threads,
+                                 const CArray<int32_t>& obs_vars, const CArray<double>& obs_shift,
+                                 const CArray<int64_t>& window_edges, int bins, const CArray<double>& lo,
+                                 const CArray<double>& hi, int noise_substeps, int device) {
+  ms::RunSpec spec;
+  spec.model_id = ms::kSurrogateModel;
+  if (noise_substeps < 1) throw std::invalid_argument("noise_substeps must be >= 1");
+  spec.noise_substeps = noise_substeps;
+  spec.surrogate = surrogate_arrays(dim, members, form, gradient, member, hidden, params, tables, n_grid, t_lo, t_h);
+  return run_simulation<Real>(spec, dim, 1.0, dt, n_steps, seed, path_offset, step_offset, x_init, save_steps, false,
+                              threads, obs_vars, obs_shift, window_edges, bins, lo, hi, device);
+}
+
+
 // In/out arrays of the frozen-x kernels are updated in place: they must already have the exact
 // dtype, C order and shape (the Python layer allocates them).
 template <class T>
@@ -269,18 +342,9 @@ void frozen_impl(int model_id, const CArray<double>& params, double eps, const C
 
 }  // namespace
 
-// First-passage segments; `state` (n, dim) float64 is updated in place to the final states.
-py::dict passage_impl(int model_id, const CArray<double>& params, double eps, double dt, bool exact_ou,
-                      uint64_t seed, py::array state, const CArray<uint32_t>& path_ids,
-                      const CArray<double>& levels, const CArray<double>& w, double lo, double hi,
-                      int64_t max_steps, bool bridge, int threads, int device) {
-  ms::PassageSpec spec;
-  spec.model_id = model_id;
-  spec.params.assign(params.data(), params.data() + params.size());
-  spec.eps = eps;
-  const auto dims = ms::model_dims(model_id, spec.params.data(), eps);
-  if (dims.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(model_id));
-  const int dim = dims.first + dims.second;
+py::dict run_passage_impl(ms::PassageSpec& spec, int dim, double dt, bool exact_ou, uint64_t seed, py::array state,
+                          const CArray<uint32_t>& path_ids, const CArray<double>& levels, const CArray<double>& w,
+                          double lo, double hi, int64_t max_steps, bool bridge, int threads, int device) {
   const py::ssize_t n = path_ids.size();
   if (levels.size() != n || w.size() != dim || max_steps < 0 || !(dt > 0) || !(lo < hi))
     throw std::invalid_argument("inconsistent first-passage arguments");
@@ -313,6 +377,38 @@ py::dict passage_impl(int model_id, const CArray<double>& params, double eps, do
   d["steps"] = steps;
   d["xi_max"] = xi_max;
   return d;
+}
+
+// First-passage segments; `state` (n, dim) float64 is updated in place to the final states.
+py::dict passage_impl(int model_id, const CArray<double>& params, double eps, double dt, bool exact_ou,
+                      uint64_t seed, py::array state, const CArray<uint32_t>& path_ids,
+                      const CArray<double>& levels, const CArray<double>& w, double lo, double hi,
+                      int64_t max_steps, bool bridge, int threads, int device) {
+  ms::PassageSpec spec;
+  spec.model_id = model_id;
+  spec.params.assign(params.data(), params.data() + params.size());
+  spec.eps = eps;
+  const auto dims = ms::model_dims(model_id, spec.params.data(), eps);
+  if (dims.first < 0) throw std::invalid_argument("unknown model id " + std::to_string(model_id));
+  return run_passage_impl(spec, dims.first + dims.second, dt, exact_ou, seed, state, path_ids, levels, w, lo, hi,
+                          max_steps, bridge, threads, device);
+}
+
+
+// First-passage segments of a learned surrogate (ensemble mean or one member).
+py::dict passage_surrogate_impl(int dim, int members, int form, bool gradient, int member,
+                                const CArray<int32_t>& hidden, const CArray<double>& params,
+                                const CArray<double>& tables, int64_t n_grid, double t_lo, double t_h, double dt,
+                                uint64_t seed, py::array state, const CArray<uint32_t>& path_ids,
+                                const CArray<double>& levels, const CArray<double>& w, double lo, double hi,
+                                int64_t max_steps, bool bridge, int threads, int device) {
+  if (member == ms::kMemberSample)
+    throw std::invalid_argument("surrogate first passage: member must be the mean or one member");
+  ms::PassageSpec spec;
+  spec.model_id = ms::kSurrogateModel;
+  spec.surrogate = surrogate_arrays(dim, members, form, gradient, member, hidden, params, tables, n_grid, t_lo, t_h);
+  return run_passage_impl(spec, dim, dt, false, seed, state, path_ids, levels, w, lo, hi, max_steps, bridge, threads,
+                          device);
 }
 
 namespace {
@@ -439,6 +535,38 @@ obs_mean / obs_var (n_windows, n_obs) float64, obs_count (n_windows, n_obs) int6
         py::arg("obs_shift"), py::arg("window_edges"), py::arg("bins"), py::arg("lo"), py::arg("hi"),
         py::arg("device"), simulate_doc);
 
+  static const char* surrogate_doc = R"doc(Euler-Maruyama ensemble of a learned effective SDE
+dX = b(X) dt + S(X) dW in the compiled kernels (models/surrogate.h), with the semantics and
+results of simulate_float64 (state dimension dim, no fast variables, noise on the SURROGATE
+stream).
+
+Surrogate: dim, members, form (0 cholesky, 1 diagonal, 2 scalar), gradient, member (k >= 0; -1
+the ensemble mean; -2 path p follows member p mod members), hidden (n_hidden,) int32 widths,
+params: the flat float64 parameters in portable-format order, tables: [groups][n_grid][4]
+float64 cubic Hermite tables (b, b', s, s') on the grid t_lo + k t_h, or empty with n_grid 0.
+noise_substeps: step s draws the Brownian increment of steps s*k .. s*k+k-1 of a run with step
+dt/k (the step-size check).)doc";
+  m.def("simulate_surrogate_float64", &simulate_surrogate_impl<double>, py::arg("dim"), py::arg("members"),
+        py::arg("form"), py::arg("gradient"), py::arg("member"), py::arg("hidden"), py::arg("params"),
+        py::arg("tables"), py::arg("n_grid"), py::arg("t_lo"), py::arg("t_h"), py::arg("dt"), py::arg("n_steps"),
+        py::arg("seed"), py::arg("path_offset"), py::arg("step_offset"), py::arg("x_init"), py::arg("save_steps"),
+        py::arg("threads"), py::arg("obs_vars"), py::arg("obs_shift"), py::arg("window_edges"), py::arg("bins"),
+        py::arg("lo"), py::arg("hi"), py::arg("noise_substeps"), py::arg("device"), surrogate_doc);
+  m.def("simulate_surrogate_float32", &simulate_surrogate_impl<float>, py::arg("dim"), py::arg("members"),
+        py::arg("form"), py::arg("gradient"), py::arg("member"), py::arg("hidden"), py::arg("params"),
+        py::arg("tables"), py::arg("n_grid"), py::arg("t_lo"), py::arg("t_h"), py::arg("dt"), py::arg("n_steps"),
+        py::arg("seed"), py::arg("path_offset"), py::arg("step_offset"), py::arg("x_init"), py::arg("save_steps"),
+        py::arg("threads"), py::arg("obs_vars"), py::arg("obs_shift"), py::arg("window_edges"), py::arg("bins"),
+        py::arg("lo"), py::arg("hi"), py::arg("noise_substeps"), py::arg("device"), surrogate_doc);
+  m.def("passage_surrogate", &passage_surrogate_impl, py::arg("dim"), py::arg("members"), py::arg("form"),
+        py::arg("gradient"), py::arg("member"), py::arg("hidden"), py::arg("params"), py::arg("tables"),
+        py::arg("n_grid"), py::arg("t_lo"), py::arg("t_h"), py::arg("dt"), py::arg("seed"), py::arg("state"),
+        py::arg("path_ids"), py::arg("levels"), py::arg("w"), py::arg("lo"), py::arg("hi"), py::arg("max_steps"),
+        py::arg("bridge"), py::arg("threads"), py::arg("device"),
+        R"doc(First-passage segments of a learned surrogate (the arguments of simulate_surrogate_float64
+for the model, member the mean (-1) or one member; the rest as passage). Noise on the SURROGATE
+stream.)doc");
+
   m.def("frozen_average_float64", &frozen_impl<double>, py::arg("model_id"), py::arg("params"), py::arg("eps"),
         py::arg("x_points"), py::arg("active"), py::arg("replicas"), py::arg("seed"), py::arg("dtau"),
         py::arg("burn_steps"), py::arg("burn_total"), py::arg("steps"), py::arg("batch_len"), py::arg("exact_ou"),
@@ -488,44 +616,29 @@ Returns a dict: outcome (n,) int8 outcome codes (outcome_codes(); unfinished pat
 interrupted run report MAX_STEPS), steps (n,) int64 steps taken, xi_max (n,) float64 the largest
 xi at the step ends (start included).)doc");
 
-  // The noise a first-passage segment draws, for engines outside the compiled kernels (the
-  // learned surrogate): normals of (seed, stream, id, step) and the two bridge uniforms.
+  // The kernels' vectorisable elementary functions (elementary.h), for their accuracy tests.
   m.def(
-      "normals_ids",
-      [](uint64_t seed, const CArray<uint32_t>& ids, uint64_t step, int n, uint32_t stream) {
-        if (n < 0) throw std::invalid_argument("n must be non-negative");
-        if (stream >= ms::kStreamLimit) throw std::invalid_argument("stream must be < 256");
-        const ms::PhiloxKey key = ms::PhiloxKey::from_seed(seed);
-        py::array_t<double> a(std::vector<py::ssize_t>{ids.size(), n});
-        double* o = a.mutable_data();
-        for (py::ssize_t i = 0; i < ids.size(); ++i)
-          ms::normals<double>(key, stream, ids.data()[i], step, n, ms::View<double, 1>{o + i * n});
-        return a;
+      "elementary",
+      [](const std::string& name, const CArray<double>& x, bool single) {
+        py::array_t<double> out(x.size());
+        double* o = out.mutable_data();
+        const double* v = x.data();
+        auto apply = [&](auto f) {
+          for (py::ssize_t i = 0; i < x.size(); ++i)
+            o[i] = single ? static_cast<double>(f(static_cast<float>(v[i]))) : f(v[i]);
+        };
+        if (name == "tanh") apply([](auto u) { return ms::poly_tanh(u); });
+        else if (name == "softplus") apply([](auto u) { return ms::softplus(u); });
+        else if (name == "sigmoid") apply([](auto u) { return ms::sigmoid(u); });
+        else if (name == "exp") apply([](auto u) { return ms::poly_exp(u); });
+        else if (name == "expm1") apply([](auto u) { return ms::poly_expm1(u); });
+        else throw std::invalid_argument("elementary: unknown function '" + name + "'");
+        return out;
       },
-      py::arg("seed"), py::arg("ids"), py::arg("step"), py::arg("n"), py::arg("stream"),
-      R"doc(Standard normals of (seed, stream, ids[i], step) for arbitrary path ids.
-
-ids: (k,) uint32 path ids; step: step index; n: normals per path; stream: Philox stream id
-(streams()). Returns (k, n) float64, the numbers a kernel drawing on that stream would use.)doc");
-
-  m.def(
-      "bridge_uniforms",
-      [](uint64_t seed, const CArray<uint32_t>& ids, uint64_t step) {
-        const ms::PhiloxKey key = ms::PhiloxKey::from_seed(seed);
-        py::array_t<double> a(std::vector<py::ssize_t>{ids.size(), 2});
-        double* o = a.mutable_data();
-        for (py::ssize_t i = 0; i < ids.size(); ++i) {
-          const ms::U32x4 r = key(ms::STREAM_AUX, 0u, ids.data()[i], step);
-          o[2 * i] = ms::uniform52(r.v[0], r.v[1]);
-          o[2 * i + 1] = ms::uniform52(r.v[2], r.v[3]);
-        }
-        return a;
-      },
-      py::arg("seed"), py::arg("ids"), py::arg("step"),
-      R"doc(The Brownian-bridge crossing uniforms of first-passage step `step` (stream AUX).
-
-ids: (k,) uint32 path ids. Returns (k, 2) float64 in (0, 1): column 0 tests the upper level hi,
-column 1 the lower level lo, as in the compiled passage kernel.)doc");
+      py::arg("name"), py::arg("x"), py::arg("single"),
+      R"doc(The kernels' polynomial elementary functions (elementary.h) on x (float64 array):
+name is tanh, softplus (torch's threshold 20), sigmoid, exp or expm1; single evaluates in float32.
+Returns float64 (n,). For accuracy tests; exp and expm1 take |x| <= 700 (float32: 80).)doc");
 
   m.def(
       "philox4x32_10",

@@ -26,20 +26,61 @@ constexpr int lanes() {
 }
 template <class M, class Real>
 constexpr int lanes_for() {
-  return M::kNX > 0 ? lanes<Real>() : 1;
+  return (M::kNX > 0 || block_eval_v<M>) ? lanes<Real>() : 1;
 }
 
-// Block-local buffers, [component][lane].
+// Work space of a block model's block_coefficients() for W lanes (0 for catalogue models).
+template <class M>
+int64_t block_work(const M& m, int W) {
+  if constexpr (block_eval_v<M>) {
+    return m.work_layout(W).total;
+  } else {
+    (void)m;
+    (void)W;
+    return 0;
+  }
+}
+
+// The group of global path g: a block shares one (surrogates with a member per path).
+template <class M>
+int path_group(const M& m, uint64_t g) {
+  if constexpr (block_eval_v<M>) {
+    return m.group_of(g);
+  } else {
+    (void)m;
+    (void)g;
+    return 0;
+  }
+}
+
+template <class M>
+int n_groups(const M& m) {
+  if constexpr (block_eval_v<M>) {
+    return m.n_groups();
+  } else {
+    (void)m;
+    return 1;
+  }
+}
+
+// Block-local buffers, [component][lane]. `a` holds nx components, or nx * nx for a model
+// with a noise matrix; `work` is a block model's evaluation space.
 template <class Real, int W>
 struct Block {
-  std::vector<Real> mem;
+  std::vector<Real> mem, work;
   Real *x, *y, *xn, *yn, *f, *f0, *a, *g, *b, *z;
   std::vector<double> acc1, acc2;  // [n_obs][W] window sums of (v - shift), (v - shift)^2
   alignas(64) int64_t cnt[W];      // states summed this window (live steps only)
   alignas(64) int32_t st[W];  // int32, not int8: mixed-width lanes defeat vectorisation
   alignas(64) int64_t fs[W];
-  Block(int nx, int ny, int nobs) {
-    const int n = 5 * nx + 4 * ny + (nx + ny);
+  alignas(64) uint32_t pid[W];  // global path id of each lane (the noise key)
+  alignas(64) int64_t row[W];   // buffer row of each lane
+  template <class M>
+  Block(const M& m, int nobs) : Block(m.nx(), m.ny(), nobs, noise_matrix_v<M> ? m.nx() * m.nx() : m.nx(),
+                                      block_work(m, W)) {}
+  Block(int nx, int ny, int nobs, int a_len, int64_t work_len) {
+    const int n = 4 * nx + a_len + 4 * ny + (nx + ny);
+    work.assign(static_cast<size_t>(std::max<int64_t>(work_len, 1)), Real(0));
     mem.assign(static_cast<size_t>(std::max(n, 1)) * W, Real(0));
     Real* p = mem.data();
     auto take = [&](int len) {
@@ -53,7 +94,7 @@ struct Block {
     yn = take(ny);
     f = take(nx);
     f0 = take(nx);
-    a = take(nx);
+    a = take(a_len);
     g = take(ny);
     b = take(ny);
     z = take(nx + ny);
@@ -74,11 +115,11 @@ struct SaveSink {
 };
 
 // Steps s in [s0, s1) of the call draw the noise of global step step0 + s (RunSpec::step_offset).
+// Lane l holds the path of buffer row B.row[l] and global id B.pid[l]; all lanes are in `group`.
 template <bool ExactOU, class M, class Real, int W>
-void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block<Real, W>& B,
-                   uint32_t path0, uint64_t step0, int64_t p0, int64_t s0, int64_t s1,
-                   const ObservableSpec& obs, bool accumulate, int64_t* hist_thread, int nvalid,
-                   SaveSink<Real> save) {
+void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block<Real, W>& B, int group,
+                   uint64_t step0, int64_t s0, int64_t s1, const ObservableSpec& obs, bool accumulate,
+                   int64_t* hist_thread, int nvalid, SaveSink<Real> save) {
   using V = View<Real, W>;
   // Model, coefficients and key are taken by value: as locals they cannot alias the block
   // buffers, so the compiler keeps them in registers and the lane loop vectorises.
@@ -87,13 +128,13 @@ void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block
   const int nx = m.nx(), ny = m.ny();
   const int nobs = obs.n_obs();
   for (int64_t s = s0; s < s1; ++s) {
+    if constexpr (block_eval_v<M>) m.template block_coefficients<W>(group, B.x, B.f, B.a, B.work.data());
 #pragma omp simd
     for (int l = 0; l < W; ++l) {
       const StepScratch<V> S{V{B.f + l}, V{B.f0 + l}, V{B.a + l}, V{B.g + l}, V{B.b + l},
                              V{B.z + l}};
       const bool ok = em_step<ExactOU>(m, k, V{B.x + l}, V{B.y + l}, V{B.xn + l}, V{B.yn + l}, S,
-                                       key, path0 + static_cast<uint32_t>(l),
-                                       step0 + static_cast<uint64_t>(s));
+                                       key, B.pid[l], step0 + static_cast<uint64_t>(s));
       const bool live = B.st[l] == STATUS_OK;
       const bool commit = live & ok;
       for (int i = 0; i < nx; ++i) B.x[i * W + l] = commit ? B.xn[i * W + l] : B.x[i * W + l];
@@ -105,7 +146,7 @@ void advance_block(const M m, const StepCoef<Real> k, const PhiloxKey key, Block
     if (save.traj != nullptr && save.next < save.nsave && save.steps[save.next] == s + 1) {
       const Real nan = std::numeric_limits<Real>::quiet_NaN();
       for (int l = 0; l < nvalid; ++l) {
-        Real* dst = save.traj + (static_cast<size_t>(p0 + l) * save.nsave + save.next) * save.dim;
+        Real* dst = save.traj + (static_cast<size_t>(B.row[l]) * save.nsave + save.next) * save.dim;
         const bool alive = B.st[l] == STATUS_OK;  // failed paths read NaN from their failure on
         for (int i = 0; i < nx; ++i) dst[i] = alive ? B.x[i * W + l] : nan;
         for (int j = 0; j < ny; ++j) dst[nx + j] = alive ? B.y[j * W + l] : nan;
@@ -164,8 +205,36 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
   constexpr int W = lanes_for<M, Real>();
   const int nx = m.nx(), ny = m.ny(), dim = nx + ny;
   const int64_t n = spec.n_paths;
-  const int64_t nblocks = (n + W - 1) / W;
-  const StepCoef<Real> k = make_step_coef<Real>(m, spec.dt, spec.eps);
+  // Blocks of W consecutive rows; with several groups (a surrogate with a member per path), the
+  // rows of each group in order, so that every block shares one group. Either way a block's
+  // paths, and so the numbers, depend only on (path_offset, n_paths), never on threads.
+  std::vector<int64_t> order;               // rows in block order (empty: identity)
+  std::vector<int64_t> blk_start{0};        // block b covers order[blk_start[b] .. + blk_len[b])
+  std::vector<int> blk_len, blk_group;
+  const int G = n_groups(m);
+  if (G <= 1) {
+    for (int64_t p0 = 0; p0 < n; p0 += W) {
+      blk_len.push_back(static_cast<int>(std::min<int64_t>(W, n - p0)));
+      blk_group.push_back(0);
+      blk_start.push_back(p0 + blk_len.back());
+    }
+  } else {
+    std::vector<std::vector<int64_t>> rows(G);
+    for (int64_t p = 0; p < n; ++p) rows[path_group(m, spec.path_offset + p)].push_back(p);
+    blk_start.clear();
+    for (int g = 0; g < G; ++g)
+      for (size_t i = 0; i < rows[g].size(); i += W) {
+        blk_start.push_back(static_cast<int64_t>(order.size()));
+        const int len = static_cast<int>(std::min<size_t>(W, rows[g].size() - i));
+        for (int l = 0; l < len; ++l) order.push_back(rows[g][i + l]);
+        blk_len.push_back(len);
+        blk_group.push_back(g);
+      }
+    blk_start.push_back(static_cast<int64_t>(order.size()));
+  }
+  const int64_t nblocks = static_cast<int64_t>(blk_len.size());
+  StepCoef<Real> k = make_step_coef<Real>(m, spec.dt, spec.eps);
+  k.substeps = spec.noise_substeps;
   const PhiloxKey key = PhiloxKey::from_seed(spec.seed);
   const ObservableSpec& obs = spec.obs;
   const int nobs = obs.n_obs();
@@ -208,16 +277,18 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
 
 #pragma omp parallel num_threads(threads)
     {
-      Block<Real, W> B(nx, ny, nobs);
+      Block<Real, W> B(m, nobs);
       int64_t* hist_t = (accumulate && hist_len > 0)
                             ? hist_threads.data() + static_cast<size_t>(omp_get_thread_num()) * hist_len
                             : nullptr;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t blk = 0; blk < nblocks; ++blk) {
-        const int64_t p0 = blk * W;
-        const int nvalid = static_cast<int>(std::min<int64_t>(W, n - p0));
+        const int nvalid = blk_len[blk];
         for (int l = 0; l < W; ++l) {
-          const int64_t p = p0 + std::min(l, nvalid - 1);  // padding lanes copy a real path
+          const int64_t slot = blk_start[blk] + std::min(l, nvalid - 1);  // padding lanes copy a real path
+          const int64_t p = order.empty() ? slot : order[slot];
+          B.row[l] = p;
+          B.pid[l] = static_cast<uint32_t>(spec.path_offset + p);
           const Real* src = out.state + p * dim;
           for (int i = 0; i < nx; ++i) B.x[i * W + l] = src[i];
           for (int j = 0; j < ny; ++j) B.y[j * W + l] = src[nx + j];
@@ -229,16 +300,15 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out) {
           }
           B.cnt[l] = (nobs > 0 && l < nvalid) ? wcount[p] : 0;
         }
-        const uint32_t path0 = static_cast<uint32_t>(spec.path_offset + p0);
         if (spec.exact_ou) {
-          advance_block<true>(m, k, key, B, path0, spec.step_offset, p0, s0, s1, obs, accumulate, hist_t,
+          advance_block<true>(m, k, key, B, blk_group[blk], spec.step_offset, s0, s1, obs, accumulate, hist_t,
                               nvalid, sink);
         } else {
-          advance_block<false>(m, k, key, B, path0, spec.step_offset, p0, s0, s1, obs, accumulate, hist_t,
+          advance_block<false>(m, k, key, B, blk_group[blk], spec.step_offset, s0, s1, obs, accumulate, hist_t,
                                nvalid, sink);
         }
         for (int l = 0; l < nvalid; ++l) {
-          const int64_t p = p0 + l;
+          const int64_t p = B.row[l];
           Real* dst = out.state + p * dim;
           for (int i = 0; i < nx; ++i) dst[i] = B.x[i * W + l];
           for (int j = 0; j < ny; ++j) dst[nx + j] = B.y[j * W + l];

@@ -108,7 +108,20 @@ void run_chunk(const M m, const StepCoef<double> k, const PhiloxKey key, const P
     }
     // One vectorised pass of the header's passage_step over the lanes: the step, the commit of
     // finite states, the coordinate and the bridge draws (empty lanes compute on their stale
-    // state; nothing reads it).
+    // state; nothing reads it). A block model (surrogate, one group) first evaluates its
+    // coefficients for all lanes.
+    if constexpr (block_eval_v<M>) {
+      // An empty lane (its chunk ran dry) keeps stepping with one repeated normal and can drift
+      // out of a surrogate's tables, which would put the whole block on the networks: it takes
+      // a live lane's state instead.
+      int src = -1;
+      for (int l = 0; l < W && src < 0; ++l) src = idx[l] >= 0 ? l : -1;
+      if (src >= 0)
+        for (int l = 0; l < W; ++l)
+          if (idx[l] < 0)
+            for (int c = 0; c < nx; ++c) B.x[c * W + l] = B.x[c * W + src];
+      m.template block_coefficients<W>(0, B.x, B.f, B.a, B.work.data());
+    }
 #pragma omp simd
     for (int l = 0; l < W; ++l) {
       const StepScratch<V> S{V{B.f + l}, V{B.f0 + l}, V{B.a + l}, V{B.g + l}, V{B.b + l}, V{B.z + l}};
@@ -162,7 +175,7 @@ bool run_all(const M& m, const PassageSpec& spec, const PassageBuffers& out) {
     // waiting forever for threads that never existed. The barrier after `single` publishes it.
 #pragma omp single
     busy.store(omp_get_num_threads());
-    Block<double, W> B(m.nx(), m.ny(), 0);
+    Block<double, W> B(m, 0);
     StopPoll poll{spec, stop, omp_get_thread_num() == 0};
     for (;;) {
       const int64_t t = next.fetch_add(1);
@@ -186,7 +199,8 @@ bool run_all(const M& m, const PassageSpec& spec, const PassageBuffers& out) {
 
 bool passage(const PassageSpec& spec, const PassageBuffers& out) {
   bool stopped = false;
-  const bool known = with_model<double>(spec.model_id, spec.params.data(), spec.eps, [&](const auto& m) {
+  const bool known = with_any_model<double>(spec.model_id, spec.params.data(), spec.eps, spec.surrogate,
+                                            [&](const auto& m) {
     using M = std::decay_t<decltype(m)>;
     if constexpr (M::kOU) {
       stopped = spec.exact_ou ? run_all<true>(m, spec, out) : run_all<false>(m, spec, out);

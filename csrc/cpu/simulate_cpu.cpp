@@ -10,8 +10,8 @@ namespace ms::cpu {
 template <class Real>
 RunResult simulate(const RunSpec& spec, const RunBuffers<Real>& out) {
   RunResult r;
-  const bool known = with_model<Real>(spec.model_id, spec.params.data(), spec.eps,
-                                      [&](const auto& m) { r = run(m, spec, out); });
+  const bool known = with_any_model<Real>(spec.model_id, spec.params.data(), spec.eps, spec.surrogate,
+                                          [&](const auto& m) { r = run(m, spec, out); });
   if (!known) throw std::invalid_argument("unknown model id");  // bindings validate first
   return r;
 }

@@ -73,7 +73,10 @@ bool run_passage_cuda(const M& m, const PassageSpec& spec, const PassageBuffers&
   for (int64_t p = 0; p < n; ++p)
     for (int d = 0; d < dim; ++d) h_state[d * n + p] = out.state[p * dim + d];
   const bool dynamic = !(M::kNX > 0 && M::kNY >= 0);
-  DeviceArray<double> d_state(h_state.size()), d_scratch(dynamic ? static_cast<size_t>(8) * dim * n : 0);
+  DeviceArray<double> d_state(h_state.size());
+  DeviceArray<double> d_scratch(block_eval_v<M> ? static_cast<size_t>(block_row_len(m)) * n
+                                                : (dynamic ? static_cast<size_t>(8) * dim * n : 0));
+  DeviceModel<M> dm(m);
   DeviceArray<double> d_w(dim), d_level(n), d_xmax(n);
   DeviceArray<uint32_t> d_ids(n);
   DeviceArray<int8_t> d_out(n);
@@ -89,11 +92,11 @@ bool run_passage_cuda(const M& m, const PassageSpec& spec, const PassageBuffers&
   bool stopped = false, first = true;
   for (;;) {
     if (bridge)
-      passage_kernel<ExactOU, true><<<grid, tpb>>>(m, k, key, n, d_w.p, spec.lo, spec.hi, spec.max_steps, d_ids.p,
+      passage_kernel<ExactOU, true><<<grid, tpb>>>(dm.m, k, key, n, d_w.p, spec.lo, spec.hi, spec.max_steps, d_ids.p,
                                                    d_level.p, d_state.p, d_scratch.p, d_out.p, d_steps.p, d_xmax.p,
                                                    budget, first);
     else
-      passage_kernel<ExactOU, false><<<grid, tpb>>>(m, k, key, n, d_w.p, spec.lo, spec.hi, spec.max_steps,
+      passage_kernel<ExactOU, false><<<grid, tpb>>>(dm.m, k, key, n, d_w.p, spec.lo, spec.hi, spec.max_steps,
                                                     d_ids.p, d_level.p, d_state.p, d_scratch.p, d_out.p, d_steps.p,
                                                     d_xmax.p, budget, first);
     MS_CUDA_CHECK(cudaGetLastError());
@@ -120,7 +123,8 @@ bool run_passage_cuda(const M& m, const PassageSpec& spec, const PassageBuffers&
 
 bool passage(const PassageSpec& spec, const PassageBuffers& out, int device) {
   bool stopped = false;
-  const bool known = with_model<double>(spec.model_id, spec.params.data(), spec.eps, [&](const auto& m) {
+  const bool known = with_any_model<double>(spec.model_id, spec.params.data(), spec.eps, spec.surrogate,
+                                            [&](const auto& m) {
     using M = std::decay_t<decltype(m)>;
     if constexpr (M::kOU) {
       stopped = spec.exact_ou ? run_passage_cuda<true>(m, spec, out, device)

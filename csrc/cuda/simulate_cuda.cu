@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "multiscale/dispatch.h"
+#include "multiscale/estimators/first_passage.h"
 #include "multiscale/estimators/frozen_average.h"
 #include "multiscale/estimators/window_stats.h"
 #include "multiscale/integrators/euler_maruyama.h"
@@ -54,6 +55,7 @@ __global__ void advance_kernel(M m, StepCoef<Real> k, PhiloxKey key, int64_t n, 
     }
     int64_t live_states = (accumulate && obs.nobs > 0) ? wcount[p] : 0;
     for (int64_t s = s0; s < s1 && st == STATUS_OK; ++s) {
+      if constexpr (block_eval_v<M>) block_coefficients_one(m, path, x, S);
       const bool ok = em_step<ExactOU>(m, k, x, y, xn, yn, S, key, path,
                                        step_offset + static_cast<uint64_t>(s));
       if (!ok) {
@@ -113,7 +115,8 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
   const int nobs = obs.n_obs(), nwin = obs.n_windows();
   const int hist_len = obs.bins > 0 ? nobs * (obs.bins + 2) : 0;
   const int nsave = static_cast<int>(spec.save_steps.size());
-  const StepCoef<Real> k = make_step_coef<Real>(m, spec.dt, spec.eps);
+  StepCoef<Real> k = make_step_coef<Real>(m, spec.dt, spec.eps);
+  k.substeps = spec.noise_substeps;
   const PhiloxKey key = PhiloxKey::from_seed(spec.seed);
 
   // Host state is [n][dim]; the device keeps [dim][n].
@@ -125,7 +128,9 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
 
   DeviceArray<Real> d_state(h_state.size());
   const bool dynamic = !(M::kNX > 0 && M::kNY >= 0);
-  DeviceArray<Real> d_scratch(dynamic ? static_cast<size_t>(10) * dim * n : 0);
+  DeviceArray<Real> d_scratch(block_eval_v<M> ? static_cast<size_t>(block_row_len(m)) * n
+                                              : (dynamic ? static_cast<size_t>(10) * dim * n : 0));
+  DeviceModel<M> dm(m);
   DeviceArray<int8_t> d_status(n);
   DeviceArray<int64_t> d_fail(n);
   DeviceArray<double> d_w1(static_cast<size_t>(nobs) * n), d_w2(static_cast<size_t>(nobs) * n);
@@ -179,10 +184,10 @@ RunResult run(const M& m, const RunSpec& spec, const RunBuffers<Real>& out, int 
     const bool do_save = out.traj != nullptr && save_idx < nsave && spec.save_steps[save_idx] == s1;
     MS_CUDA_CHECK(cudaEventRecord(e0));
     if (spec.exact_ou) {
-      advance_kernel<true><<<grid, threads_per_block>>>(m, k, key, n, spec.path_offset, spec.step_offset, s0, s1, d_state.p,
+      advance_kernel<true><<<grid, threads_per_block>>>(dm.m, k, key, n, spec.path_offset, spec.step_offset, s0, s1, d_state.p,
           d_scratch.p, d_status.p, d_fail.p, kobs, accumulate, d_w1.p, d_w2.p, d_wc.p, d_hist.p, do_save ? d_save.p : nullptr);
     } else {
-      advance_kernel<false><<<grid, threads_per_block>>>(m, k, key, n, spec.path_offset, spec.step_offset, s0, s1, d_state.p,
+      advance_kernel<false><<<grid, threads_per_block>>>(dm.m, k, key, n, spec.path_offset, spec.step_offset, s0, s1, d_state.p,
           d_scratch.p, d_status.p, d_fail.p, kobs, accumulate, d_w1.p, d_w2.p, d_wc.p, d_hist.p, do_save ? d_save.p : nullptr);
     }
     MS_CUDA_CHECK(cudaGetLastError());
@@ -377,8 +382,8 @@ std::string runtime_version() {
 template <class Real>
 RunResult simulate(const RunSpec& spec, const RunBuffers<Real>& out, int device) {
   RunResult r;
-  if (!with_model<Real>(spec.model_id, spec.params.data(), spec.eps,
-                        [&](const auto& m) { r = run(m, spec, out, device, nullptr); }))
+  if (!with_any_model<Real>(spec.model_id, spec.params.data(), spec.eps, spec.surrogate,
+                            [&](const auto& m) { r = run(m, spec, out, device, nullptr); }))
     throw std::invalid_argument("unknown model id");
   return r;
 }

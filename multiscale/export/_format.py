@@ -26,17 +26,9 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 def _arrays(model) -> list[tuple[str, np.ndarray]]:
-    state = model.state_arrays()
-    n_layers = len(model.hidden) + 1
-    names = []
-    for net in ("drift_net", "diff_net"):
-        for i in range(n_layers):
-            names += [f"{net}.weights.{i}", f"{net}.biases.{i}"]
-    names += ["confine", "x_mean", "x_scale", "b_mean", "b_scale", "s_scale", "x_lo", "x_hi"]
-    missing = sorted(set(names) ^ set(state))
-    if missing:
-        raise ValueError(f"model state and export layout disagree on {missing}")
-    return [(k, np.ascontiguousarray(state[k], dtype="<f8")) for k in names]
+    from ..surrogate._kernel import portable_arrays  # the one definition of the array order
+
+    return portable_arrays(model)
 
 
 def export_surrogate(model, path: str | os.PathLike) -> Path:

@@ -389,12 +389,19 @@ class EffectiveSDE(torch.nn.Module):
         return self.noise(y)
 
     # ------------------------------------------------------------------ simulation
-    @torch.no_grad()
     def simulate(self, *, t_end: float, dt: float, x0: Any = None, n_paths: int = 1, seed: int = 0,
                  save_every: int | None = None, save_times: Any = None, observables: Any = None,
-                 member: int | str | None = None,
-                 device: str = "cpu", threads: int | None = None, path_offset: int = 0) -> xr.Dataset:
-        """Simulate the surrogate by Euler-Maruyama, with the layout of :func:`multiscale.simulate`.
+                 member: int | str | None = None, precision: Any = None, device: str = "cpu",
+                 threads: int | None = None, path_offset: int = 0, step_offset: int = 0,
+                 tables: bool = True, noise_substeps: int = 1) -> xr.Dataset:
+        """Simulate the surrogate by Euler-Maruyama in the compiled kernels (CPU SIMD or CUDA).
+
+        The networks run inside the kernel (``csrc/include/multiscale/models/surrogate.h``):
+        blocks of paths go through each layer together, with the layer code of the exported C++
+        evaluator. A surrogate of one slow variable uses drift and noise tables (cubic Hermite,
+        error checked against the networks when they are built, see :meth:`table_info`) and the
+        networks outside them. The torch implementation stays as the differentiable reference
+        (``_simulate_torch``); both draw the same noise and agree to rounding.
 
         Parameters
         ----------
@@ -404,30 +411,111 @@ class EffectiveSDE(torch.nn.Module):
             Initial state (default: the centre of the training data).
         n_paths : int
         seed : int
-            Noise is Philox4x32-10 normals keyed by (seed, global path index, step) on a stream
-            of its own, so results do not depend on batching or on the device.
-        save_every : int, optional
-            Store the state every this many steps (default: only t=0 and t_end).
-        save_times : array of float, optional
-            Times (multiples of ``dt``) at which to store the state instead.
-        observables : multiscale.Observables, optional
-            Streaming window means, variances and histograms of the slow variables, with the
-            semantics and output variables of :func:`multiscale.simulate`.
+            Noise is Philox4x32-10 normals keyed by (seed, global path index, step) on the
+            surrogate's stream, so results depend on neither threads, chunks nor device.
+        save_every, save_times, observables
+            As in :func:`multiscale.simulate`.
         member : None, int or "sample"
             ``None``: the ensemble-mean drift and diffusion; ``k``: member ``k`` only;
             ``"sample"``: path ``p`` follows member ``p mod members`` (model uncertainty
-            propagated into the ensemble), at the cost of one network evaluation per path.
-        device : str
-            Torch device for the network (``"cpu"``, ``"cuda"``, ...).
+            propagated into the ensemble).
+        precision : multiscale.Precision, optional
+            ``FLOAT64`` (default) or ``FLOAT32`` arithmetic in the kernel.
+        device : {"cpu", "cuda", "cuda:N"}
         threads : int, optional
-            Torch intra-op threads on the CPU for this call (default: torch's setting).
-        path_offset : int
-            Global index of the first path (for splitting one ensemble over several calls).
+            CPU threads (default: all cores). Results do not depend on it.
+        path_offset, step_offset : int
+            Global index of the first path and of the first step (chunked or continued runs).
+        tables : bool
+            Use the 1-D tables (no effect for several slow variables).
+        noise_substeps : int
+            Step ``s`` uses the Brownian increment of steps ``s*k .. s*k+k-1`` of a run with step
+            ``dt/k``: with the same seed, a run at ``dt`` and one at ``dt/k`` follow the same
+            Brownian path, so their difference is the discretisation error (see
+            :func:`multiscale.validate.step_size_check`).
 
         Returns
         -------
         xarray.Dataset
             ``trajectory (realization, time, state)``, ``final_state``, ``status``, ``fail_step``.
+        """
+        from .._device import parse_device
+        from ..simulate._grid import save_steps, steps_of
+        from ..simulate._options import Precision
+        from ..simulate._simulate import _initial, observable_plan, observable_variables
+        from ._kernel import kernel_of, member_code
+
+        precision = Precision.FLOAT64 if precision is None else precision
+        if not isinstance(precision, Precision):
+            raise ValueError(f"precision={precision!r} must be a multiscale.Precision")
+        n_paths = integer("n_paths", n_paths, 1)
+        path_offset = integer("path_offset", path_offset, 0)
+        step_offset = integer("step_offset", step_offset, 0)
+        if path_offset + n_paths > 2**32:
+            raise ValueError(f"path_offset + n_paths = {path_offset + n_paths} exceeds 2**32 paths")
+        seed = check_seed("seed", seed)
+        dt = positive_finite("dt", dt)
+        n_steps = steps_of(positive_finite("t_end", t_end), dt, "t_end")
+        noise_substeps = integer("noise_substeps", noise_substeps, 1)
+        if (step_offset + n_steps) * noise_substeps >= 2**63:
+            raise ValueError(f"step_offset + n_steps = {step_offset + n_steps} (x noise_substeps) must be < 2**63")
+        saves = save_steps(n_steps, dt, save_every, save_times)
+        names = list(self.names)
+        obs_vars, shift, edges, bins, lo, hi = observable_plan(observables, names, "effective_sde", n_steps, dt)
+        if isinstance(member, str) and member != "sample":
+            raise ValueError(f"member={member!r} must be None, an integer or 'sample'")
+        if member is not None and member != "sample":
+            self._member_index(member)
+        nthreads = 0 if threads is None else integer("threads", threads, 1)
+        dev = parse_device(device)
+        m = self.dim
+        init = np.ascontiguousarray(_initial("x0", x0, self.x_mean.cpu().numpy(), n_paths, m))
+        kern = kernel_of(self)
+        fn = _core.simulate_surrogate_float64 if precision is Precision.FLOAT64 else _core.simulate_surrogate_float32
+        res = fn(**kern.args(member_code(self, member), bool(tables)), dt=dt, n_steps=n_steps, seed=seed,
+                 path_offset=path_offset, step_offset=step_offset, x_init=init, save_steps=saves,
+                 threads=nthreads, obs_vars=obs_vars, obs_shift=shift, window_edges=edges, bins=bins, lo=lo,
+                 hi=hi, noise_substeps=noise_substeps, device=dev)
+        fail = res["fail_step"]
+        ds = self._dataset(res["trajectory"] if len(saves) else np.zeros((n_paths, 0, m)), res["final_state"],
+                           res["status"], np.where(fail >= 0, fail + step_offset, fail), saves + step_offset,
+                           dt, n_steps, n_paths, seed, member, path_offset, str(device))
+        ds.attrs.update({"engine": "kernel", "precision": precision.value, "step_offset": int(step_offset),
+                         "noise_substeps": int(noise_substeps),
+                         "tables": int(bool(tables) and m == 1)})
+        if bool(tables) and m == 1:
+            tab = kern.table(member_code(self, member))
+            ds.attrs["tables"] = int(tab.usable)
+            ds.attrs["table_max_error"] = tab.max_error
+        if observables is not None:
+            coords, data_vars = observable_variables(observables, edges, dt, bins, lo, hi, res, step_offset)
+            ds = ds.assign_coords(coords).assign(data_vars)
+        return ds
+
+    def table_info(self, member: int | str | None = None) -> dict[str, float]:
+        """The 1-D kernel tables of a member mode: interval ``lo``, ``hi``, ``points`` and the
+        relative interpolation error measured at the cell midpoints (``inf``: the coefficients
+        are not finite on the grid and the kernel evaluates the networks instead)."""
+        from ._kernel import kernel_of, member_code
+
+        if self.dim != 1:
+            raise ValueError("tables exist for surrogates of one slow variable only")
+        t = kernel_of(self).table(member_code(self, member))
+        return {"lo": t.lo, "hi": t.hi, "points": t.n_grid, "max_error": t.max_error}
+
+    @torch.no_grad()
+    def _simulate_torch(self, *, t_end: float, dt: float, x0: Any = None, n_paths: int = 1, seed: int = 0,
+                        save_every: int | None = None, save_times: Any = None, observables: Any = None,
+                        member: int | str | None = None,
+                        device: str = "cpu", threads: int | None = None, path_offset: int = 0,
+                        float32_normals: bool = False) -> xr.Dataset:
+        """The torch reference of :meth:`simulate` (float64, the same noise, slower).
+
+        ``float32_normals`` drives it with the normals of a FLOAT32 kernel run (Philox gives
+        four float32 normals per call where it gives two float64 ones), the reference of the
+        float32 kernel. The other parameters are those of :meth:`simulate`; ``device`` is a torch
+        device and ``threads`` sets torch's intra-op threads for the call. Differentiable
+        training code and tests use it; everything else runs in the kernels.
         """
         from ..simulate._grid import save_steps, steps_of
         from ..simulate._simulate import _initial, observable_plan
@@ -448,9 +536,10 @@ class EffectiveSDE(torch.nn.Module):
             prev = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                return self.simulate(t_end=t_end, dt=dt, x0=x0, n_paths=n_paths, seed=seed,
-                                     save_every=save_every, save_times=save_times, observables=observables,
-                                     member=member, device=device, path_offset=path_offset)
+                return self._simulate_torch(t_end=t_end, dt=dt, x0=x0, n_paths=n_paths, seed=seed,
+                                            save_every=save_every, save_times=save_times,
+                                            observables=observables, member=member, device=device,
+                                            path_offset=path_offset, float32_normals=float32_normals)
             finally:
                 torch.set_num_threads(prev)
         m, E = self.dim, self.members
@@ -477,7 +566,8 @@ class EffectiveSDE(torch.nn.Module):
             if step == n_steps:
                 break
             xi = torch.as_tensor(_core.normals(seed=seed, path0=path_offset, n_paths=n_paths, step=step,
-                                               n=m, single=False, stream=Stream.SURROGATE)).to(dev)
+                                               n=m, single=float32_normals,
+                                               stream=Stream.SURROGATE)).to(device=dev, dtype=torch.float64)
             b, S = model._step_coefficients(x, member, gid)
             x_new = x + b * dt + sq * (S @ xi[..., None])[..., 0]
             bad = alive & ~torch.isfinite(x_new).all(-1)

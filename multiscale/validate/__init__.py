@@ -2,8 +2,9 @@
 surrogate and the exact limit, with error bars; and the validation report.
 
 Simulation-based estimators run in the compiled kernels for catalogue models (first passages
-with a Brownian-bridge crossing test, histograms accumulated in the kernel) and in batched torch
-for learned surrogates, with the same counter-based noise. One-dimensional answers are exact
+with a Brownian-bridge crossing test, histograms accumulated in the kernel), for catalogue models
+and learned surrogates alike, with counter-based noise; step_size_check shows the discretisation
+error of a surrogate's step. One-dimensional answers are exact
 (quadrature of the stationary Fokker-Planck equation, MFPT integral formula, committor,
 spectral gap of the generator).
 """
@@ -16,11 +17,12 @@ from ._limits import ExactLimit, exact_limit
 from ._msm import MSMResult, msm_implied_timescales
 from ._passage import MFPTResult, PassageResult, first_passage, mean_first_passage_time
 from ._report import ValidationReport, ValidationSettings, validate
+from ._stepsize import StepSizeCheck, step_size_check
 
 __all__ = [
     "AMSOptions", "AMSResult", "DensityEstimate", "DistanceResult", "ExactLimit", "MFPTResult", "MSMResult",
-    "PassageResult", "ValidationReport", "ValidationSettings", "Well", "ams", "bin_probabilities", "committor",
+    "PassageResult", "StepSizeCheck", "ValidationReport", "ValidationSettings", "Well", "ams", "bin_probabilities", "committor",
     "density_distance", "effective_potential", "exact_limit", "find_wells", "first_passage", "generator_eigenvalues",
     "mean_first_passage_time", "mfpt", "msm_implied_timescales", "stationary_density", "stationary_histogram",
-    "validate",
+    "step_size_check", "validate",
 ]

@@ -2,10 +2,11 @@
 
 One propagator serves everything here and adaptive multilevel splitting: a *segment* runs a
 path from a given state until its reaction coordinate ``xi`` leaves ``(lo, hi)``, exceeds a
-stopping level, or its step budget ends. For catalogue models it is the compiled kernel
-(``estimators/first_passage.h``); for a learned :class:`~multiscale.surrogate.EffectiveSDE` it
-is a batched torch loop with the same noise (Philox, keyed by seed, segment id and step) and
-the same Brownian-bridge crossing test, so coarse steps do not miss crossings.
+stopping level, or its step budget ends. It is the compiled kernel
+(``estimators/first_passage.h``) for catalogue models and for a learned
+:class:`~multiscale.surrogate.EffectiveSDE` alike (the surrogate as a kernel model), with the noise
+keyed by seed, segment id and step and the Brownian-bridge crossing test, so coarse steps do not
+miss crossings.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from ..models import Model, ModelInfo, get_model
 from ..simulate._simulate import _initial
 
 from .._status import OUTCOME_NAMES, Outcome  # the registries: status.h and rng/streams.h
-from .._streams import Stream
 
 LO, HI, LEVEL, MAX_STEPS, NONFINITE = map(int, Outcome)
 _Z95 = 1.959963984540054
@@ -101,9 +101,11 @@ class _CompiledEngine:
 
 
 class _SurrogateEngine:
-    """Segments of a learned effective SDE, stepped in torch over all live segments at once."""
+    """Segments of a learned effective SDE in the compiled first-passage kernel (the surrogate as
+    a kernel model: networks evaluated for blocks of lanes, tables in 1-D)."""
 
-    def __init__(self, sde: Any, dt: float, coordinate: Any, member: int | None, threads: int | None) -> None:
+    def __init__(self, sde: Any, dt: float, coordinate: Any, member: int | None, threads: int | None,
+                 device: str = "cpu") -> None:
         self.sde = sde
         self.dt = positive_finite("dt", dt)
         self.names = list(sde.names)
@@ -112,47 +114,10 @@ class _SurrogateEngine:
         if member is not None and not (isinstance(member, (int, np.integer)) and 0 <= member < sde.members):
             raise ValueError(f"member={member!r} must be None or an integer in [0, {sde.members})")
         self.member = None if member is None else int(member)
-        self.threads = None if threads is None else integer("threads", threads, 1)
+        self.threads = 0 if threads is None else integer("threads", threads, 1)
+        self.device = parse_device(device)
         self.label = "surrogate" if member is None else f"surrogate member {member}"
-        self._table = self._tabulate() if self.m == 1 else None
-
-    def _tabulate(self):
-        """One-dimensional surrogates: drift and noise as cubic splines of one batched network
-        evaluation on a fine grid over the data range and half its width beyond (spline error
-        ~ h^4 ~ 1e-12 relative). A step then costs microseconds instead of a network call; states
-        outside the table fall back to the network."""
-        from scipy.interpolate import CubicSpline
-
-        lo, hi = float(self.sde.x_lo[0]), float(self.sde.x_hi[0])
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            c, w = float(self.sde.x_mean[0]), float(self.sde.x_scale[0])
-            lo, hi = c - 4 * w, c + 4 * w
-        pad = 0.5 * (hi - lo)
-        x = np.linspace(lo - pad, hi + pad, 16001)
-        import torch
-
-        with torch.no_grad():
-            b, S = self.sde._step_coefficients(torch.as_tensor(x[:, None]), self.member, None)
-        return (x[0], x[-1], CubicSpline(x, b.numpy()[:, 0]), CubicSpline(x, S.numpy()[:, 0, 0]))
-
-    def _coefficients(self, xl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Drift (n, m) and noise factor (n, m, m) at the states xl (n, m)."""
-        import torch
-
-        def network(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            with torch.no_grad():
-                b, S = self.sde._step_coefficients(torch.as_tensor(v), self.member, None)
-            return b.numpy(), S.numpy()
-
-        if self._table is None:
-            return network(xl)
-        lo, hi, fb, fs = self._table
-        v = xl[:, 0]
-        b, S = fb(v)[:, None], fs(v)[:, None, None]
-        outside = (v < lo) | (v > hi)
-        if outside.any():
-            b[outside], S[outside] = network(xl[outside])
-        return b, S
+        self.tables = True  # 1-D tables in the kernel (False: the networks every step)
 
     def initial(self, x0: Any, y0: Any, n: int) -> np.ndarray:
         if y0 is not None:
@@ -166,69 +131,19 @@ class _SurrogateEngine:
             max_steps: int, seed: int, bridge: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance ``states`` (n, dim) in place; returns (outcome, steps, xi_max), each (n,).
 
-        The same rule as the compiled kernel: Euler-Maruyama with the noise of (seed, id, step)
-        on the surrogate's stream, absorption at lo/hi with the Brownian-bridge test (uniforms of
-        the auxiliary stream), and a stop at the first step with xi > level.
+        The rule of the catalogue kernels (Euler-Maruyama with the noise of (seed, id, step) on
+        the surrogate's stream, absorption at lo/hi with the Brownian-bridge test, a stop at the
+        first step with xi > level), run by the same launcher.
         """
-        import torch
+        from ..surrogate._kernel import kernel_of, member_code
 
-        n = states.shape[0]
-        ids = np.ascontiguousarray(ids, np.uint32)
-        w = self.w
-        x = np.array(states, dtype=float)
-        xin = x @ w
-        outcome = np.full(n, MAX_STEPS, np.int8)
-        steps = np.zeros(n, np.int64)
-        xi_max = xin.copy()
-        live = np.ones(n, bool)
-        for mask, code in ((~np.isfinite(xin), NONFINITE), (xin <= lo, LO), (xin >= hi, HI), (xin > levels, LEVEL)):
-            hit = live & mask
-            outcome[hit], live[hit] = code, False
-        sq = math.sqrt(self.dt)
-        prev = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        idx = np.nonzero(live)[0]
-        try:
-            for step in range(int(max_steps)):
-                if idx.size == 0:
-                    break
-                xl = x[idx]
-                z = _core.normals_ids(seed=int(seed), ids=ids[idx], step=step, n=self.m, stream=Stream.SURROGATE)
-                b, S = self._coefficients(xl)
-                xn = xl + b * self.dt + sq * np.einsum("nij,nj->ni", S, z)
-                ok = np.isfinite(xn).all(-1)
-                steps[idx] += 1
-                if not ok.all():
-                    outcome[idx[~ok]] = NONFINITE
-                    idx, xl, xn, S = idx[ok], xl[ok], xn[ok], S[ok]
-                x[idx] = xn
-                x0i = xin[idx]
-                x1i = xn @ w
-                xin[idx] = x1i
-                xi_max[idx] = np.maximum(xi_max[idx], x1i)
-                hit_hi, hit_lo = x1i >= hi, x1i <= lo
-                if bridge:
-                    # variance of the step's noise along w: |S^T w|^2 dt
-                    v = (np.einsum("nij,i->nj", S, w) ** 2).sum(-1) * self.dt
-                    u = _core.bridge_uniforms(seed=int(seed), ids=ids[idx], step=step)
-                    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-                        p_hi = np.where(v > 0, np.exp(-2 * (hi - x0i) * (hi - x1i) / v), 0.0)
-                        p_lo = np.where(v > 0, np.exp(-2 * (x0i - lo) * (x1i - lo) / v), 0.0)
-                    free = ~hit_hi & ~hit_lo
-                    b_hi = free & np.isfinite(hi) & (u[:, 0] < p_hi)
-                    b_lo = free & ~b_hi & np.isfinite(lo) & (u[:, 1] < p_lo)
-                    xi_max[idx[b_hi]] = hi
-                    hit_hi, hit_lo = hit_hi | b_hi, hit_lo | b_lo
-                lev = ~hit_hi & ~hit_lo & (x1i > levels[idx])
-                outcome[idx[hit_hi]] = HI
-                outcome[idx[hit_lo & ~hit_hi]] = LO
-                outcome[idx[lev]] = LEVEL
-                idx = idx[~(hit_hi | hit_lo | lev)]
-        finally:
-            torch.set_num_threads(prev)
-        states[:] = x
-        return outcome, steps, xi_max
+        args = kernel_of(self.sde).args(member_code(self.sde, self.member), self.tables)
+        r = _core.passage_surrogate(**args, dt=self.dt, seed=int(seed), state=states,
+                                    path_ids=np.ascontiguousarray(ids, np.uint32),
+                                    levels=np.ascontiguousarray(levels, float), w=self.w, lo=float(lo),
+                                    hi=float(hi), max_steps=int(max_steps), bridge=bool(bridge),
+                                    threads=self.threads, device=self.device)
+        return r["outcome"], r["steps"], r["xi_max"]
 
 
 def make_engine(system: Any, *, dt: float, params: Mapping[str, float] | None = None, eps: float | None = None,
@@ -239,12 +154,10 @@ def make_engine(system: Any, *, dt: float, params: Mapping[str, float] | None = 
         if member is not None:
             raise ValueError("member= applies to surrogates only")
         return _CompiledEngine(get_model(system), params, eps, dt, coordinate, threads, device=device)
-    if device != "cpu":
-        raise ValueError(f"device={device!r}: surrogate segments run on the CPU")
     if hasattr(system, "_step_coefficients") and hasattr(system, "members"):
         if params is not None or eps is not None:
             raise ValueError("params= and eps= apply to catalogue models only, not to a surrogate")
-        return _SurrogateEngine(system, dt, coordinate, member, threads)
+        return _SurrogateEngine(system, dt, coordinate, member, threads, device)
     raise ValueError(f"system={system!r} must be a catalogue model name, a ModelInfo or an EffectiveSDE")
 
 

@@ -40,6 +40,7 @@ from ._invariant import DensityEstimate, stationary_histogram
 from ._limits import ExactLimit, exact_limit
 from ._msm import msm_implied_timescales
 from ._passage import mean_first_passage_time
+from ._stepsize import step_size_check
 
 _KINDS = ("tv", "hellinger", "kl", "w1")
 
@@ -70,7 +71,10 @@ class ValidationSettings:
     ams_surrogate : bool
         Also run AMS on the surrogate (the 1-D committor is exact anyway).
     surrogate_dt : float
-        Time step of surrogate simulations (AMS).
+        Time step of surrogate simulations (AMS, the step-size check).
+    step_check_paths, step_check_time :
+        Step-size check of ``surrogate_dt`` (:func:`step_size_check`: ``dt`` against ``dt/2``
+        on the same Brownian path, from the surrogate's stationary density); 0 paths: skip it.
     seed : int
     threads : int or None
     """
@@ -91,13 +95,15 @@ class ValidationSettings:
     ams_offset: float = 0.25
     ams_surrogate: bool = True
     surrogate_dt: float = 1e-2
+    step_check_paths: int = 4000
+    step_check_time: float = 20.0
     seed: int = 0
     threads: int | None = None
 
     @classmethod
     def quick(cls, **kw: Any) -> "ValidationSettings":
         """Small runs for tests and CI (wider intervals, same code paths)."""
-        base = dict(density_paths=96, density_batches=8, t_burn=10.0, t_density=50.0, mfpt_paths=96,
+        base = dict(density_paths=96, density_batches=8, t_burn=10.0, t_density=50.0, mfpt_paths=96, step_check_paths=1000,
                     ams=AMSOptions(n_replicas=40, kill=4, n_runs=8, max_time=1e3), dt=5e-4, eps=0.05)
         base.update(kw)
         return cls(**base)
@@ -283,8 +289,15 @@ def validate(surrogate: Any, model: str, *, params: Mapping[str, float] | None =
         meta["rare"] = rare
         meta["mfpt"] = mfpts
 
+    step = None
+    if s.step_check_paths:
+        say(f"step-size check of the surrogate at dt = {s.surrogate_dt:g} ({s.step_check_paths} paths)")
+        n_check = int(s.step_check_paths)
+        step = step_size_check(sde, dt=s.surrogate_dt, t_end=s.step_check_time, n_paths=n_check,
+                               x0=_sample_density(xq, rho["surrogate"], n_check, s.seed + 31)[:, None],
+                               seed=s.seed + 31, member=None, threads=s.threads)
     report = _assemble(sde, info.name, p, eps, s, limit, lo, hi, xq, rho, rho_members, dens, distances, meta,
-                       ams_full, ams_sur, estimates, t_density, time.perf_counter() - t_start)
+                       ams_full, ams_sur, estimates, t_density, time.perf_counter() - t_start, step)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -310,7 +323,7 @@ def _rel(a: float, b: float, se_a: float = 0.0, se_b: float = 0.0) -> tuple[floa
 
 
 def _assemble(sde, model, p, eps, s, limit, lo, hi, xq, rho, rho_members, dens: DensityEstimate, distances, meta,
-              ams_full, ams_sur, estimates, t_density, seconds) -> ValidationReport:
+              ams_full, ams_sur, estimates, t_density, seconds, step=None) -> ValidationReport:
     checks: dict[str, bool] = {}
     three: list[tuple[str, str, str, str]] = []
     tv = distances["tv"]
@@ -399,6 +412,21 @@ def _assemble(sde, model, p, eps, s, limit, lo, hi, xq, rho, rho_members, dens: 
                   f"| {_fmt_ci(r['full'], r['full_stderr'])} | {r['surrogate']:.4g} ± {2 * r['surrogate_spread']:.2g} | "
                   + (f"{_fmt_ci(r['surrogate_ams'], r['surrogate_ams_stderr'])}" if "surrogate_ams" in r else "n/a")
                   + f" | {r.get('exact', float('nan')):.4g} |"]
+    if step is not None:
+        checks[f"surrogate step dt = {step.dt:g}: stationary mean and variance within 5% (dt vs dt/2, same noise)"] = \
+            step.relative_error < 0.05
+        lines += ["", "## Step size of surrogate simulations", "",
+                  f"The surrogate (ensemble mean) at dt = {step.dt:g} and at dt/2 on the same Brownian path, "
+                  f"{step.n_paths} paths from its stationary density, X at t = {step.t_end:g}; the error at dt is "
+                  "estimated as twice the change (Euler-Maruyama, weak order 1), ± 2 standard errors of the "
+                  "paired differences.", "",
+                  "| variable | mean at dt | error of the mean | variance at dt | error of the variance | "
+                  "rms path difference |", "|---|---|---|---|---|---|"]
+        for i, v in enumerate(step.names):
+            lines.append(f"| {v} | {step.mean[i]:.4g} | {step.mean_error[i]:+.2g} ± {2 * step.mean_error_stderr[i]:.1g} "
+                         f"| {step.var[i]:.4g} | {step.var_error[i]:+.2g} ± {2 * step.var_error_stderr[i]:.1g} | "
+                         f"{step.rms_path_difference[i]:.2g} |")
+        lines.append(f"\nLargest relative error {100 * step.relative_error:.2f}%.")
     lines += ["", "## Checks", ""] + [f"- [{'x' if v else ' '}] {k}" for k, v in checks.items()]
     lines += ["", f"multiscale {build_info()['version']}; seed {s.seed}; settings: "
               f"`{json.dumps(asdict(s), default=str)}`", ""]
@@ -418,7 +446,11 @@ def _assemble(sde, model, p, eps, s, limit, lo, hi, xq, rho, rho_members, dens: 
         attrs={"title": f"multiscale validation of a surrogate of {model}", "model": model,
                "params": json.dumps(p), "eps": float(eps) if eps is not None else float("nan"),
                "settings": json.dumps(asdict(s), default=str), "multiscale_version": build_info()["version"],
-               "checks": json.dumps(checks), "metastability": json.dumps(meta, default=float)})
+               "checks": json.dumps(checks), "metastability": json.dumps(meta, default=float),
+               "step_check": json.dumps(None if step is None else {
+                   "dt": step.dt, "t_end": step.t_end, "n_paths": step.n_paths, "relative_error": step.relative_error,
+                   "mean_error": step.mean_error.tolist(), "mean_error_stderr": step.mean_error_stderr.tolist(),
+                   "var_error": step.var_error.tolist(), "var_error_stderr": step.var_error_stderr.tolist()})})
     if limit is not None:
         ds["density_exact"] = (("x",), rho["exact"])
         ds["drift_exact"] = (("x",), limit.drift(xq))

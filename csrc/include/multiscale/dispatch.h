@@ -1,10 +1,14 @@
 // Model-id dispatch shared by the CPU and CUDA launchers: calls fn(model) with the catalogue
 // model `id` built from its parameter vector. Returns false for an unknown id.
 #pragma once
+#include <stdexcept>
 #include <type_traits>
+#include <vector>
 #include <utility>
 
 #include "models/catalog.h"
+#include "models/surrogate.h"
+#include "run.h"
 
 // A just-in-time build for a user model (multiscale/models/_jit.py) includes its generated
 // header, which defines MS_USER_MODEL_LIST; the module then dispatches to that model only.
@@ -29,6 +33,43 @@ bool with_model(int id, const double* params, double eps, Fn&& fn) {
     default:
       return false;
   }
+}
+
+// A surrogate model bound to its arrays in the run's precision (host memory; the CUDA launcher
+// copies them to the device). Throws std::invalid_argument when the arrays do not fit the
+// description (the bindings check first).
+template <class Real>
+struct BoundSurrogate {
+  std::vector<Real> params, tables;
+  SurrogateModel<Real> model;
+  explicit BoundSurrogate(const SurrogateArrays& a) {
+    bool valid = false;
+    model = SurrogateModel<Real>::make(a.spec, valid);
+    const int64_t n_tab = model.n_grid * 4 * model.n_groups();
+    if (!valid || static_cast<int64_t>(a.params.size()) != model.n_params ||
+        static_cast<int64_t>(a.tables.size()) != n_tab)
+      throw std::invalid_argument("surrogate arrays do not match its description");
+    params.assign(a.params.begin(), a.params.end());
+    tables.assign(a.tables.begin(), a.tables.end());
+    model.bind(params.data(), tables.empty() ? nullptr : tables.data());
+  }
+};
+
+// with_model, or the run's surrogate for id kSurrogateModel.
+// A just-in-time module for a user model leaves the surrogate out (it would double its compile
+// time); surrogates run in the package's own module.
+template <class Real, class Fn>
+bool with_any_model(int id, const double* params, double eps, const SurrogateArrays& surrogate, Fn&& fn) {
+#ifndef MS_USER_MODEL_HEADER
+  if (id == kSurrogateModel) {
+    const BoundSurrogate<Real> b(surrogate);
+    fn(b.model);
+    return true;
+  }
+#else
+  (void)surrogate;
+#endif
+  return with_model<Real>(id, params, eps, fn);
 }
 
 // Slow and fast dimensions of a catalogue model for given parameters.

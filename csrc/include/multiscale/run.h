@@ -5,6 +5,8 @@
 #include <functional>
 #include <vector>
 
+#include "models/surrogate.h"
+
 namespace ms {
 
 // Streaming observables: for each window of steps (edges[w], edges[w+1]] and each chosen state
@@ -22,9 +24,20 @@ struct ObservableSpec {
   }
 };
 
+// model_id of a learned surrogate (models/surrogate.h): its description and arrays travel in
+// RunSpec::surrogate / PassageSpec::surrogate instead of `params`.
+constexpr int kSurrogateModel = -1;
+
+struct SurrogateArrays {
+  SurrogateSpec spec;
+  std::vector<double> params;  // flat, portable-format order (SurrogateModel::n_params)
+  std::vector<double> tables;  // [groups][n_grid][4] or empty
+};
+
 struct RunSpec {
   int model_id = 0;
   std::vector<double> params;
+  SurrogateArrays surrogate;
   int64_t n_paths = 0;
   uint64_t path_offset = 0;  // global index of path 0 (chunked / distributed runs)
   // Index of the first step of this call: a continued run keys its noise by the global step.
@@ -36,6 +49,7 @@ struct RunSpec {
   int64_t n_steps = 0;
   std::vector<int64_t> save_steps;  // ascending, in [0, n_steps]
   bool exact_ou = false;
+  int noise_substeps = 1;  // surrogates: StepCoef::substeps (the step-size check)
   int threads = 0;  // 0: OpenMP default
   ObservableSpec obs;
   // Polled by the launcher from the calling thread between chunks (a few times a second);
@@ -68,6 +82,7 @@ struct RunResult {
 struct PassageSpec {
   int model_id = 0;
   std::vector<double> params;
+  SurrogateArrays surrogate;
   double eps = 1.0;
   double dt = 0.0;
   bool exact_ou = false;

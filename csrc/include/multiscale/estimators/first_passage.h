@@ -61,14 +61,22 @@ MS_INLINE int passage_start(const PassageArgs& a, double xi) {
 }
 
 // Variance along w of one step's noise, from the coefficients em_step just evaluated (slow
-// noise a over dt, fast noise b over the fast step or the exact OU standard deviation).
+// noise a, or the noise matrix of a surrogate, over dt; fast noise b over the fast step or the exact OU standard deviation).
 template <bool ExactOU, class M, class Real, class V>
 MS_INLINE double step_variance(const M& m, const StepCoef<Real>& k, V a, V b, const double* w) {
   const int nx = m.nx(), ny = m.ny();
   double v = 0.0;
-  for (int i = 0; i < nx; ++i) {
-    const double c = w[i] * static_cast<double>(a[i]);
-    v += c * c * static_cast<double>(k.dt);
+  if constexpr (noise_matrix_v<M>) {  // |S^T w|^2 dt
+    for (int j = 0; j < nx; ++j) {
+      double c = 0.0;
+      for (int i = j; i < nx; ++i) c += w[i] * static_cast<double>(a[i * nx + j]);
+      v += c * c * static_cast<double>(k.dt);
+    }
+  } else {
+    for (int i = 0; i < nx; ++i) {
+      const double c = w[i] * static_cast<double>(a[i]);
+      v += c * c * static_cast<double>(k.dt);
+    }
   }
   const double sd = (ExactOU && M::kOU) ? static_cast<double>(k.ou_sd) : static_cast<double>(k.sqtau);
   for (int j = 0; j < ny; ++j) {
@@ -135,6 +143,13 @@ MS_INLINE bool passage_step(const M& m, const StepCoef<Real>& k, V x, V y, V xn,
   return good;
 }
 
+// One path of a block model (W = 1): its coefficients into s.f and s.a. The launcher lays out
+// x, f, a and z contiguously (stride-1 views) with the model's work space right after z.
+template <class M, class V, class S>
+MS_INLINE void block_coefficients_one(const M& m, uint32_t path, V x, const S& s) {
+  m.template block_coefficients<1>(m.group_of(path), &x[0], &s.f[0], &s.a[0], &s.z[0] + m.nx() + m.ny());
+}
+
 // Run one segment in place on (x, y) for at most `budget` steps, from a state that
 // passage_start left undecided (or where an earlier call ran out of budget). `xi` is the
 // coordinate of (x, y); `steps` counts the segment's steps so far and numbers the noise, so a
@@ -148,6 +163,7 @@ MS_INLINE int run_passage(const M& m, const StepCoef<Real>& k, V x, V y, V xn, V
   for (int64_t b = 0; b < budget; ++b) {
     double xi1;
     bool th, tl;
+    if constexpr (block_eval_v<M>) block_coefficients_one(m, path, x, s);
     if (!passage_step<ExactOU, Bridge>(m, k, x, y, xn, yn, s, key, path, static_cast<uint64_t>(steps), a, xi,
                                        xi1, th, tl))
       return OUTCOME_NONFINITE;  // the last finite state stays

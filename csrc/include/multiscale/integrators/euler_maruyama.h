@@ -22,6 +22,10 @@ struct StepCoef {
   Real tau, sqtau;        // fast step in fast time units and its square root
   Real inv_eps;           // factor of f0 in homogenization
   Real ou_decay, ou_sd;   // exact OU: e^{-theta tau}, sqrt((1 - e^{-2 theta tau}) / (2 theta))
+  // Block models only: step s draws the sum of the normals of steps s*substeps .. s*substeps +
+  // substeps - 1, over sqrt(substeps), i.e. the Brownian increment of a run with step
+  // dt / substeps (the step-size check compares both on one Brownian path).
+  int substeps = 1;
 };
 
 // Exact OU transition over a fast-time step tau for rate theta: decay e^{-theta tau} and
@@ -77,8 +81,8 @@ MS_INLINE bool fast_update(const M& m, Real tau, Real sqtau, Real decay, Real sd
   return ok;
 }
 
-// Scratch views a step needs: drift/noise buffers of length nx (f, f0, a) and ny (g, b), and
-// normals z of length nx + ny.
+// Scratch views a step needs: drift/noise buffers of length nx (f, f0, a; a is nx * nx for
+// models with a noise matrix) and ny (g, b), and normals z of length nx + ny.
 template <class V>
 struct StepScratch {
   V f, f0, a, g, b, z;
@@ -90,10 +94,27 @@ template <bool ExactOU, class M, class Real, class V, class S>
 MS_INLINE bool em_step(const M& m, const StepCoef<Real>& k, V x, V y, V xn, V yn, const S& s,
                        const PhiloxKey& key, uint32_t path, uint64_t step) {
   const int nx = m.nx(), ny = m.ny();
-  m.slow_drift(x, y, s.f);
-  m.slow_noise(x, y, s.a);
+  if constexpr (!block_eval_v<M>) {  // block models: the launcher filled f and a for the block
+    m.slow_drift(x, y, s.f);
+    m.slow_noise(x, y, s.a);
+  }
   if (model_noisy(m)) {
-    normals<Real>(key, STREAM_DYNAMICS, path, step, nx + ny, s.z);
+    if constexpr (block_eval_v<M>) {
+      if (k.substeps > 1) {  // f0 (unused by block models) holds each substep's normals
+        const uint64_t r0 = step * static_cast<uint64_t>(k.substeps);
+        normals<Real>(key, noise_stream_v<M>, path, r0, nx, s.z);
+        for (int r = 1; r < k.substeps; ++r) {
+          normals<Real>(key, noise_stream_v<M>, path, r0 + static_cast<uint64_t>(r), nx, s.f0);
+          for (int i = 0; i < nx; ++i) s.z[i] += s.f0[i];
+        }
+        const Real c = Real(1) / sqrt(Real(k.substeps));
+        for (int i = 0; i < nx; ++i) s.z[i] *= c;
+      } else {
+        normals<Real>(key, noise_stream_v<M>, path, step, nx + ny, s.z);
+      }
+    } else {
+      normals<Real>(key, noise_stream_v<M>, path, step, nx + ny, s.z);
+    }
   } else {
     for (int i = 0; i < nx + ny; ++i) s.z[i] = Real(0);
   }
@@ -102,6 +123,13 @@ MS_INLINE bool em_step(const M& m, const StepCoef<Real>& k, V x, V y, V xn, V yn
     m.slow_drift0(x, y, s.f0);
     for (int i = 0; i < nx; ++i) {
       xn[i] = x[i] + (s.f[i] + k.inv_eps * s.f0[i]) * k.dt + s.a[i] * k.sqdt * s.z[i];
+      ok = ok & is_finite(xn[i]);
+    }
+  } else if constexpr (noise_matrix_v<M>) {
+    for (int i = 0; i < nx; ++i) {  // a holds the lower-triangular factor, a[i * nx + j]
+      Real nz = Real(0);
+      for (int j = 0; j <= i; ++j) nz += s.a[i * nx + j] * s.z[j];
+      xn[i] = x[i] + s.f[i] * k.dt + k.sqdt * nz;
       ok = ok & is_finite(xn[i]);
     }
   } else {

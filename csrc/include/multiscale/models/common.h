@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "../config.h"
+#include "../rng/streams.h"
 
 namespace ms {
 
@@ -49,6 +50,31 @@ MS_INLINE bool model_noisy(const M& m) {
     return true;
   }
 }
+
+// Surrogates (models/surrogate.h) evaluate their coefficients for a block of paths at once
+// (`static constexpr bool kBlockEval`, block_coefficients()) and have a lower-triangular
+// m x m slow noise factor (`kNoiseMatrix`); catalogue models define neither.
+template <class M, class = void>
+struct IsBlockEval : std::false_type {};
+template <class M>
+struct IsBlockEval<M, std::void_t<decltype(M::kBlockEval)>> : std::bool_constant<M::kBlockEval> {};
+template <class M>
+constexpr bool block_eval_v = IsBlockEval<std::decay_t<M>>::value;
+template <class M, class = void>
+struct HasNoiseMatrix : std::false_type {};
+template <class M>
+struct HasNoiseMatrix<M, std::void_t<decltype(M::kNoiseMatrix)>> : std::bool_constant<M::kNoiseMatrix> {};
+template <class M>
+constexpr bool noise_matrix_v = HasNoiseMatrix<std::decay_t<M>>::value;
+
+// The Philox stream of a model's Brownian increments: STREAM_DYNAMICS, or the model's
+// `static constexpr uint32_t kNoiseStream` (a learned surrogate draws on STREAM_SURROGATE).
+template <class M, class = void>
+struct NoiseStream : std::integral_constant<uint32_t, STREAM_DYNAMICS> {};
+template <class M>
+struct NoiseStream<M, std::void_t<decltype(M::kNoiseStream)>> : std::integral_constant<uint32_t, M::kNoiseStream> {};
+template <class M>
+constexpr uint32_t noise_stream_v = NoiseStream<std::decay_t<M>>::value;
 
 // sin(2 pi t) for any finite t, vectorisable: exact reduction of t to a quarter period, then
 // the polynomial kernel shared with the normal generator.

@@ -11,92 +11,11 @@
 #include <cstring>
 
 #include "../config.h"
+#include "../elementary.h"
 #include "philox.h"
 
 namespace ms {
 
-MS_INLINE uint64_t bits_of(double x) {
-#if defined(__CUDA_ARCH__)
-  return static_cast<uint64_t>(__double_as_longlong(x));
-#else
-  uint64_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-#endif
-}
-MS_INLINE double double_of(uint64_t u) {
-#if defined(__CUDA_ARCH__)
-  return __longlong_as_double(static_cast<long long>(u));
-#else
-  double x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-#endif
-}
-MS_INLINE uint32_t bits_of(float x) {
-#if defined(__CUDA_ARCH__)
-  return static_cast<uint32_t>(__float_as_uint(x));
-#else
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-#endif
-}
-MS_INLINE float float_of(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-#endif
-}
-
-// ---------------------------------------------------------------------------------------------
-// log(x) for normal positive finite x (fdlibm e_log.c reduction and minimax polynomial, < 1 ulp).
-MS_INLINE double poly_log(double x) {
-  constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-  constexpr double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
-                   Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
-                   Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
-                   Lg7 = 1.479819860511658591e-01;
-  const uint64_t b = bits_of(x);
-  int64_t e = static_cast<int64_t>(b >> 52) - 1023;
-  double m = double_of((b & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);  // [1, 2)
-  const bool big = m > 1.4142135623730951;  // reduce to [sqrt(2)/2, sqrt(2))
-  m = big ? 0.5 * m : m;
-  e = big ? e + 1 : e;
-  const double f = m - 1.0;
-  const double s = f / (2.0 + f);
-  const double dk = static_cast<double>(e);
-  const double z = s * s, w = z * z;
-  const double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
-  const double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
-  const double R = t2 + t1;
-  const double hfsq = 0.5 * f * f;
-  return dk * ln2_hi - ((hfsq - (s * (hfsq + R) + dk * ln2_lo)) - f);
-}
-
-MS_INLINE float poly_log(float x) {
-  constexpr float ln2_hi = 6.9313812256e-01f, ln2_lo = 9.0580006145e-06f;
-  constexpr float Lg1 = 0.66666662693f, Lg2 = 0.40000972152f, Lg3 = 0.28498786688f,
-                  Lg4 = 0.24279078841f;
-  const uint32_t b = bits_of(x);
-  int32_t e = static_cast<int32_t>(b >> 23) - 127;
-  float m = float_of((b & 0x007fffffu) | 0x3f800000u);
-  const bool big = m > 1.41421356f;
-  m = big ? 0.5f * m : m;
-  e = big ? e + 1 : e;
-  const float f = m - 1.0f;
-  const float s = f / (2.0f + f);
-  const float dk = static_cast<float>(e);
-  const float z = s * s, w = z * z;
-  const float t1 = w * (Lg2 + w * Lg4);
-  const float t2 = z * (Lg1 + w * Lg3);
-  const float R = t2 + t1;
-  const float hfsq = 0.5f * f * f;
-  return dk * ln2_hi - ((hfsq - (s * (hfsq + R) + dk * ln2_lo)) - f);
-}
 
 // sin and cos on [-pi/4, pi/4] (fdlibm k_sin.c / k_cos.c, < 1 ulp there).
 MS_INLINE void poly_sincos_kernel(double x, double& s, double& c) {

@@ -15,10 +15,10 @@ enum Stream : uint32_t {
   STREAM_DYNAMICS = 0,   // Brownian increments of the full SDE (em_step: simulate, first passage)
   STREAM_INITIAL = 1,    // random initial conditions (the averaging replicas' start perturbation)
   STREAM_AUX = 2,        // estimators' own draws: Brownian-bridge crossing uniforms of first
-                         // passage (bridge_draws; _core.bridge_uniforms for the surrogate)
+                         // passage (bridge_draws)
   STREAM_FROZEN = 3,     // the fast process with x frozen (estimators/frozen_average.h)
-  STREAM_SURROGATE = 4,  // noise of the learned effective SDE, drawn through _core.normals /
-                         // normals_ids (EffectiveSDE.simulate, surrogate first passage)
+  STREAM_SURROGATE = 4,  // noise of the learned effective SDE (models/surrogate.h kNoiseStream;
+                         // _core.normals for the torch reference EffectiveSDE._simulate_torch)
 };
 
 constexpr uint32_t kStreamLimit = 256;  // ids must fit in 8 bits

@@ -1,6 +1,7 @@
 // Header-only evaluator of exported multiscale surrogates (format: docs/surrogate_format.md).
 //
-// Depends on the C++17 standard library only. Loads a `.mss` file written by
+// Depends on the C++17 standard library only (and on mlp.h, ../config.h and ../elementary.h,
+// the layer code it shares with the compiled kernels). Loads a `.mss` file written by
 // multiscale.export_surrogate and evaluates the learned effective SDE dX = b(X) dt + S(X) dW in
 // float64, for one state or a batch, per ensemble member or as the ensemble mean, with the same
 // arithmetic as the Python model (tanh MLPs, softplus with torch's threshold 20, the gradient
@@ -25,6 +26,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "mlp.h"
 
 namespace ms::surrogate {
 
@@ -69,55 +72,26 @@ inline double sigmoid(double u) { return 1.0 / (1.0 + std::exp(-u)); }
 inline double dsoftplus(double u) { return u > 20.0 ? 1.0 : sigmoid(u); }
 constexpr double kSoftplusOne = 0.54132485461291810;  // log(e - 1): softplus(kSoftplusOne) = 1
 
-/// One network of the ensemble: layer l of member e has weights W[l][e] (fan_in x fan_out,
-/// row-major) and biases B[l][e] (fan_out); tanh after every layer but the last.
+/// One network of the ensemble in the flat layout of mlp.h (weights then biases per layer);
+/// evaluation is the kernels' layer code, nn::forward with one lane.
 struct Net {
   std::vector<int> sizes;
-  std::vector<std::vector<double>> W, B;
+  std::vector<double> params;
+  nn::NetLayout layout;
   int members = 0;
 
   int n_out() const { return sizes.back(); }
 
   /// Value (out) and, with nt > 0, tangents dout[t][j] for input tangents dz[t][i].
   void eval(int e, const double* z, int nt, const double* dz, double* out, double* dout,
-            std::vector<double>& h, std::vector<double>& dh, std::vector<double>& a,
-            std::vector<double>& da) const {
-    const int L = static_cast<int>(W.size());
-    h.assign(z, z + sizes[0]);
-    dh.assign(dz, dz + static_cast<std::size_t>(nt) * sizes[0]);
-    for (int l = 0; l < L; ++l) {
-      const int ni = sizes[l], no = sizes[l + 1];
-      const double* w = W[l].data() + static_cast<std::size_t>(e) * ni * no;
-      const double* b = B[l].data() + static_cast<std::size_t>(e) * no;
-      a.assign(b, b + no);
-      da.assign(static_cast<std::size_t>(nt) * no, 0.0);
-      for (int i = 0; i < ni; ++i) {
-        const double hi = h[i];
-        const double* wr = w + static_cast<std::size_t>(i) * no;
-        for (int j = 0; j < no; ++j) a[j] += hi * wr[j];
-        for (int t = 0; t < nt; ++t) {
-          const double d = dh[static_cast<std::size_t>(t) * ni + i];
-          double* dar = da.data() + static_cast<std::size_t>(t) * no;
-          for (int j = 0; j < no; ++j) dar[j] += d * wr[j];
-        }
-      }
-      if (l == L - 1) break;
-      for (int j = 0; j < no; ++j) {
-        const double tj = std::tanh(a[j]);
-        a[j] = tj;
-        const double d1 = 1.0 - tj * tj;
-        for (int t = 0; t < nt; ++t) da[static_cast<std::size_t>(t) * no + j] *= d1;
-      }
-      h.swap(a);
-      dh.swap(da);
-    }
-    std::copy(a.begin(), a.begin() + n_out(), out);
-    if (nt) std::copy(da.begin(), da.begin() + static_cast<std::size_t>(nt) * n_out(), dout);
+            std::vector<double>& work) const {
+    work.resize(static_cast<std::size_t>(nn::forward_work(layout, nt, 1)));
+    nn::forward<double, 1>(params.data(), layout, e, nt, z, dz, out, dout, work.data());
   }
 };
 
 struct Scratch {
-  std::vector<double> h, dh, a, da, z, dz, raw, draw, u, du, S, dS, A, dA, gU, b, acc_b, acc_A, tmp_A;
+  std::vector<double> work, z, dz, raw, draw, u, du, S, dS, A, dA, gU, b, acc_b, acc_A, tmp_A;
 };
 
 /// Per-thread work space: single-state calls then allocate nothing after the first.
@@ -258,7 +232,7 @@ class Surrogate {
       w.draw.resize(static_cast<std::size_t>(nt) * q);
       w.S.resize(m * m);
       w.dS.resize(static_cast<std::size_t>(nt) * m * m);
-      diff_net_.eval(e, w.z.data(), nt, w.dz.data(), w.raw.data(), w.draw.data(), w.h, w.dh, w.a, w.da);
+      diff_net_.eval(e, w.z.data(), nt, w.dz.data(), w.raw.data(), w.draw.data(), w.work);
       noise_factor(w.raw.data(), nt, w.draw.data(), w.S.data(), w.dS.data());
       w.A.assign(m * m, 0.0);
       for (int i = 0; i < m; ++i)
@@ -272,14 +246,14 @@ class Surrogate {
     if (!b) return;
     if (!gradient_) {
       w.u.resize(m);
-      drift_net_.eval(e, w.z.data(), 0, nullptr, w.u.data(), nullptr, w.h, w.dh, w.a, w.da);
+      drift_net_.eval(e, w.z.data(), 0, nullptr, w.u.data(), nullptr, w.work);
       for (int i = 0; i < m; ++i) b[i] = b_mean_[i] + b_scale_[i] * w.u[i];
       return;
     }
     // Gradient structure: U = u_scale (net(z) + c |z|^4 / 4), b = -A grad U / 2 + div A / 2.
     w.u.resize(1);
     w.du.resize(m);
-    drift_net_.eval(e, w.z.data(), m, w.dz.data(), w.u.data(), w.du.data(), w.h, w.dh, w.a, w.da);
+    drift_net_.eval(e, w.z.data(), m, w.dz.data(), w.u.data(), w.du.data(), w.work);
     double us = 0.0;
     for (int i = 0; i < m; ++i) us += b_scale_[i] * x_scale_[i] / (s_scale_[i] * s_scale_[i]);
     us = 2.0 * us / m;
@@ -449,12 +423,17 @@ class Surrogate {
     for (auto* net : {&drift_net_, &diff_net_}) {
       const std::string pre = net == &drift_net_ ? "drift_net" : "diff_net";
       net->members = E_;
-      net->W.clear();
-      net->B.clear();
+      net->params.clear();
       for (std::size_t l = 0; l < L; ++l) {
-        net->W.push_back(take(pre + ".weights." + std::to_string(l), {E_, net->sizes[l], net->sizes[l + 1]}));
-        net->B.push_back(take(pre + ".biases." + std::to_string(l), {E_, 1, net->sizes[l + 1]}));
+        for (double v : take(pre + ".weights." + std::to_string(l), {E_, net->sizes[l], net->sizes[l + 1]}))
+          net->params.push_back(v);
+        for (double v : take(pre + ".biases." + std::to_string(l), {E_, 1, net->sizes[l + 1]}))
+          net->params.push_back(v);
       }
+      bool ok = false;
+      nn::make_layout(net->layout, E_, static_cast<int>(L), net->sizes.data(), 0, ok);
+      if (!ok) throw Error(kFormat, where + ": " + std::to_string(L) + " layers (at most " +
+                                        std::to_string(nn::kMaxLayers) + ")");
     }
     confine_ = take("confine", {E_});
     x_mean_ = take("x_mean", {m_});
