@@ -1,20 +1,22 @@
-"""Learning layer: estimate-then-train wall time on problem 1a, and surrogate simulation speed.
+"""Surrogates that pay off: the learned effective SDE in the compiled kernels against the full system.
 
-1. **Estimate then train** (reference problem 1a, ``fast_ou_linear``): the frozen-x averaging
-   estimator on 41 points in [-2.5, 2.5] (200 fast-time units x 16 replicas per point), then a
-   10-member deep ensemble (2 x 48 tanh, Adam 1500 epochs with early stopping + L-BFGS), on
-   ``--threads`` threads (default 2). Target: under 60 s together. The same run trains a
-   2-member ensemble with the same settings: the ratio of the per-epoch costs shows what the
-   batched ensemble costs over a small one. The accuracy reached is printed beside the times.
-2. **Surrogate simulation** (Euler-Maruyama in torch, float64): path-steps per second for
-   ``member="sample"`` (one network evaluation per path and step), ``member=None`` (the
-   ensemble mean: every member at every path) and one member, against two baselines measured
-   in the same run: a vectorised NumPy Euler loop of the closed-form averaged SDE
-   ``dX = (1.5 X - X^3) dt + dW`` (what the surrogate stands in for), and the compiled
-   macro-solver (``AveragedSDE.simulate``, piecewise-linear tables in the C++ kernels). With a
-   visible CUDA device the surrogate is also timed on the GPU.
+1. **Speed-up over the full system** (reference problem 2, ``tilted_double_well``): the 1-D
+   surrogate that ``multiscale run`` trains (run here first, default settings; or
+   ``--run-dir`` from an earlier run), simulated in the kernel at dt = 0.01 (tables), against the
+   full fast/slow system in the compiled kernel at eps = 0.03 (dt 2.5e-4) and eps = 0.01 (dt
+   1e-4), 4000 paths each, measured in the same run. The figure is physical time simulated per
+   second (paths x time / wall). The torch reference (``EffectiveSDE._simulate_torch``, the
+   engine before the kernels) is timed beside them. The run's own validation report gives the
+   accuracy at which this speed comes (invariant density and MFPTs, full system vs surrogate).
+2. **The network in the kernel, no tables**: a 3-variable surrogate with 10 members of 2 x 48
+   tanh layers, ``member="sample"``, ``None`` and one member, float64 and float32, path-steps per
+   second against the torch reference in the same run.
+3. **Estimate then train** (problem 1a): the frozen-x averaging estimator on 41 points, then a
+   10-member deep ensemble (``--train`` only; the figures in the README's learning paragraph).
 
-    python benchmarks/bench_surrogate.py [--threads 2] [--paths 20000] [--steps 200] [--json out.json]
+With a visible CUDA device the kernel rows are repeated on the GPU.
+
+    python benchmarks/bench_surrogate.py [--threads 2] [--run-dir DIR] [--train] [--json out.json]
 """
 from __future__ import annotations
 
@@ -56,64 +58,140 @@ def estimate_then_train(threads: int, members: int, seed: int = 0) -> dict:
             "averaging": avg}
 
 
-def numpy_euler(n_paths: int, n_steps: int, dt: float) -> float:
-    rng = np.random.default_rng(0)
-    x = np.zeros(n_paths)
-    xi = np.empty(n_paths)
-    sq = np.sqrt(dt)
+def _rate(fn, n_paths: int, t_end: float, dt: float) -> dict:
+    fn(min(t_end, 20 * dt))  # warm-up: tables, caches, first-touch
     t0 = time.perf_counter()
-    for _ in range(n_steps):
-        rng.standard_normal(out=xi)
-        x += (1.5 * x - x**3) * dt + sq * xi
-    return time.perf_counter() - t0
+    fn(t_end)
+    wall = time.perf_counter() - t0
+    return {"seconds": wall, "paths": n_paths, "t_end": t_end, "dt": dt,
+            "physical_time_per_s": n_paths * t_end / wall, "path_steps_per_s": n_paths * t_end / dt / wall}
+
+
+def speedup_over_full_system(sde, threads: int, devices: list[str]) -> list[dict]:
+    rows = []
+    n = 4000
+    for eps, dt, T in ((0.03, 2.5e-4, 2.0), (0.01, 1e-4, 1.0)):
+        r = _rate(lambda t, eps=eps, dt=dt: ms.simulate("tilted_double_well", eps=eps, dt=dt, t_end=t, n_paths=n,
+                                                        seed=1, threads=threads), n, T, dt)
+        rows.append({"case": f"full system, eps = {eps}, dt = {dt:g}", **r})
+    dt = 0.01
+    for dev in devices:
+        for label, kw, paths, T in (("member='sample'", dict(member="sample"), n, 200.0),
+                                    ("member='sample', 40 paths", dict(member="sample"), 40, 2000.0),
+                                    ("member=None", dict(member=None), n, 200.0),
+                                    ("member='sample', float32", dict(member="sample", precision=ms.Precision.FLOAT32),
+                                     n, 200.0),
+                                    ("member='sample', networks (no tables)", dict(member="sample", tables=False),
+                                     n, 20.0),
+                                    ("member=None, networks (no tables)", dict(member=None, tables=False), n, 5.0)):
+            r = _rate(lambda t, kw=kw, paths=paths: sde.simulate(t_end=t, dt=dt, n_paths=paths, seed=1, threads=threads,
+                                                                 device=dev, **kw), paths, T, dt)
+            rows.append({"case": f"surrogate kernel ({dev}), {label}, dt = 0.01", **r})
+    torch.set_num_threads(threads)
+    for label, member, paths, T in (("member='sample'", "sample", n, 1.0), ("member=None", None, n, 0.2)):
+        r = _rate(lambda t, member=member, paths=paths: sde._simulate_torch(t_end=t, dt=dt, n_paths=paths, seed=1,
+                                                                            member=member), paths, T, dt)
+        rows.append({"case": f"surrogate, torch reference (before), {label}, dt = 0.01", **r})
+    base = {eps: next(r for r in rows if f"eps = {eps}" in r["case"])["physical_time_per_s"] for eps in (0.03, 0.01)}
+    for r in rows:
+        r["vs_full_eps_0.03"] = r["physical_time_per_s"] / base[0.03]
+        r["vs_full_eps_0.01"] = r["physical_time_per_s"] / base[0.01]
+    return rows
+
+
+def network_in_kernel(threads: int, devices: list[str]) -> list[dict]:
+    from multiscale.surrogate import EffectiveSDE
+
+    sde = EffectiveSDE(3, members=10, hidden=(48, 48), seed=0)
+    sde.set_scaling(x_mean=0.0, x_scale=1.0, b_mean=0.0, b_scale=1.0, s_scale=0.5, x_lo=-2.0, x_hi=2.0)
+    n, dt = 4000, 0.01
+    rows = []
+    torch.set_num_threads(threads)
+    for label, member, T in (("member='sample'", "sample", 0.5), ("member=None", None, 0.1)):
+        r = _rate(lambda t, member=member: sde._simulate_torch(t_end=t, dt=dt, n_paths=n, seed=1, member=member),
+                  n, T, dt)
+        rows.append({"case": f"torch reference, {label}, float64", **r})
+    for dev in devices:
+        for label, kw, T in (("member='sample', float64", dict(member="sample"), 5.0),
+                             ("member='sample', float32", dict(member="sample", precision=ms.Precision.FLOAT32), 5.0),
+                             ("member=0, float32", dict(member=0, precision=ms.Precision.FLOAT32), 5.0),
+                             ("member=None, float64", dict(member=None), 0.5)):
+            r = _rate(lambda t, kw=kw: sde.simulate(t_end=t, dt=dt, n_paths=n, seed=1, threads=threads, device=dev,
+                                                    **kw), n, T, dt)
+            rows.append({"case": f"kernel ({dev}), {label}", **r})
+    ref = {m: next(r for r in rows if r["case"].startswith(f"torch reference, {m}"))["path_steps_per_s"]
+           for m in ("member='sample'", "member=None")}
+    for r in rows:
+        key = "member=None" if "member=None" in r["case"] else "member='sample'"
+        r["vs_torch"] = r["path_steps_per_s"] / ref[key]
+    return rows
+
+
+def pipeline_run(run_dir: str | None, threads: int) -> tuple[object, dict, list[str]]:
+    """The surrogate of `multiscale run` (default settings), its summary and report rows."""
+    import pathlib
+    import tempfile
+
+    from multiscale.pipeline import RunConfig, run_pipeline
+
+    if run_dir is None:
+        run_dir = tempfile.mkdtemp(prefix="bench_surrogate_")
+        run_pipeline(pathlib.Path(run_dir), RunConfig(threads=threads), progress=False)
+    d = pathlib.Path(run_dir)
+    summary = json.loads((d / "summary.json").read_text())
+    report = [ln for ln in (d / "report.md").read_text().splitlines()
+              if ln.startswith("|") and any(k in ln for k in ("MFPT", "TV", "density", "quantity", "timescale"))]
+    return ms.load_surrogate(d / "surrogate.h5"), summary, report
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str, str]]) -> None:
+    print(f"{'case':<66}" + "".join(f"{h:>14}" for h, _, _ in cols))
+    for r in rows:
+        print(f"{r['case']:<66}" + "".join(f"{format(r[k], f):>14}" for _, k, f in cols))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--paths", type=int, default=20000)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--run-dir", default=None, help="folder of an earlier `multiscale run` (default: run it now)")
+    ap.add_argument("--train", action="store_true", help="also time estimate-then-train on problem 1a")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
     out: dict = {"threads": a.threads, "torch": torch.__version__, "build": ms.build_info()}
+    devices = ["cpu"] + (["cuda"] if ms.build_info()["cuda_devices"] else [])
 
-    big = estimate_then_train(a.threads, 10)
-    small = estimate_then_train(a.threads, 2)
-    sde = big.pop("model")
-    avg = big.pop("averaging")
-    small.pop("model"), small.pop("averaging")
-    out["train"] = {"members_10": big, "members_2": small,
-                    "per_epoch_cost_ratio_10_vs_2": big["train_s_per_epoch"] / small["train_s_per_epoch"]}
-    print(f"estimate-then-train, problem 1a, {a.threads} threads: estimate {big['estimate_s']:.2f} s + train "
-          f"{big['train_s']:.1f} s ({big['epochs']} epochs, 10 members) = {big['total_s']:.1f} s (target < 60 s)")
-    print(f"  accuracy: max |b - F| {big['max_drift_error']:.4f} (target 0.03), max |A - 1| "
-          f"{big['max_diffusion_error']:.1e}, exact F inside 2 spread at {100 * big['coverage_2_spread']:.0f}%")
-    print(f"  per-epoch cost 10 members / 2 members: {out['train']['per_epoch_cost_ratio_10_vs_2']:.2f}x "
-          f"(5x the members)")
-
-    n, k, dt = a.paths, a.steps, 0.01
-    t_np = numpy_euler(n, k, dt)
-    macro = avg.fetch_model()
     t0 = time.perf_counter()
-    macro.simulate(t_end=k * dt, dt=dt, n_paths=n, seed=1, threads=a.threads)
-    t_macro = time.perf_counter() - t0
-    rows = [("numpy Euler, closed-form drift (baseline)", t_np), ("compiled macro-solver (tables)", t_macro)]
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for dev in devices:
-        for member in ("sample", 0, None):
-            sde.simulate(t_end=5 * dt, dt=dt, n_paths=n, seed=1, member=member, device=dev)  # warm-up
-            t0 = time.perf_counter()
-            sde.simulate(t_end=k * dt, dt=dt, n_paths=n, seed=1, member=member, device=dev)
-            rows.append((f"surrogate {dev}, member={member!r}", time.perf_counter() - t0))
-        sde.to("cpu")
-    print(f"\nsimulation, {n} paths x {k} steps, {a.threads} threads:")
-    print(f"{'case':<46}{'path-steps/s':>14}{'vs numpy':>10}")
-    out["simulate"] = []
-    for name, t in rows:
-        rate = n * k / t
-        out["simulate"].append({"case": name, "seconds": t, "path_steps_per_s": rate, "vs_numpy": t_np / t})
-        print(f"{name:<46}{rate:>14.3g}{t_np / t:>10.3f}")
+    sde, summary, report = pipeline_run(a.run_dir, a.threads)
+    out["pipeline"] = {"seconds": summary["seconds"], "stage_seconds": summary["stage_seconds"],
+                       "checks": summary["checks"], "report_rows": report,
+                       "timed_here": a.run_dir is None, "wall": time.perf_counter() - t0}
+    st = summary["stage_seconds"]
+    print(f"multiscale run (problem 2, default settings, {a.threads} threads): {summary['seconds']:.1f} s; "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in st.items()))
+    print("accuracy of this surrogate (the run's validation report):")
+    for ln in report:
+        print("  " + ln)
+    failed = [k for k, v in summary["checks"].items() if not v]
+    print(f"  checks: {sum(summary['checks'].values())}/{len(summary['checks'])} passed"
+          + (f"; failed: {failed}" if failed else ""))
+
+    rows = speedup_over_full_system(sde, a.threads, devices)
+    out["speedup"] = rows
+    print(f"\nphysical time simulated per second, problem 2, {a.threads} threads:")
+    _table(rows, [("phys. time/s", "physical_time_per_s", ".3g"), ("path-steps/s", "path_steps_per_s", ".3g"),
+                  ("vs eps=0.03", "vs_full_eps_0.03", ".2f"), ("vs eps=0.01", "vs_full_eps_0.01", ".1f")])
+
+    rows = network_in_kernel(a.threads, devices)
+    out["network"] = rows
+    print(f"\nnetwork in the kernel: 3 slow variables, 10 members, 2 x 48 tanh, 4000 paths, {a.threads} threads:")
+    _table(rows, [("path-steps/s", "path_steps_per_s", ".3g"), ("vs torch", "vs_torch", ".1f")])
+
+    if a.train:
+        big = estimate_then_train(a.threads, 10)
+        big.pop("model"), big.pop("averaging")
+        out["train"] = big
+        print(f"\nestimate-then-train, problem 1a, {a.threads} threads: estimate {big['estimate_s']:.2f} s + train "
+              f"{big['train_s']:.1f} s ({big['epochs']} epochs, 10 members); max |b - F| {big['max_drift_error']:.4f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2, default=str)
