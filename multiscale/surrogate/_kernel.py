@@ -67,7 +67,8 @@ class Table:
         return self.lo + self.h * (self.n_grid - 1)
 
 
-def member_code(model, member: int | str | None) -> int:
+def member_code(member: int | str | None) -> int:
+    """The kernel's member code: k >= 0, MEMBER_MEAN for None, MEMBER_SAMPLE for "sample"."""
     if member is None:
         return MEMBER_MEAN
     if member == "sample":

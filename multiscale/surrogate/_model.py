@@ -472,7 +472,7 @@ class EffectiveSDE(torch.nn.Module):
         init = np.ascontiguousarray(_initial("x0", x0, self.x_mean.cpu().numpy(), n_paths, m))
         kern = kernel_of(self)
         fn = _core.simulate_surrogate_float64 if precision is Precision.FLOAT64 else _core.simulate_surrogate_float32
-        res = fn(**kern.args(member_code(self, member), bool(tables)), dt=dt, n_steps=n_steps, seed=seed,
+        res = fn(**kern.args(member_code(member), bool(tables)), dt=dt, n_steps=n_steps, seed=seed,
                  path_offset=path_offset, step_offset=step_offset, x_init=init, save_steps=saves,
                  threads=nthreads, obs_vars=obs_vars, obs_shift=shift, window_edges=edges, bins=bins, lo=lo,
                  hi=hi, noise_substeps=noise_substeps, device=dev)
@@ -484,7 +484,7 @@ class EffectiveSDE(torch.nn.Module):
                          "noise_substeps": int(noise_substeps),
                          "tables": int(bool(tables) and m == 1)})
         if bool(tables) and m == 1:
-            tab = kern.table(member_code(self, member))
+            tab = kern.table(member_code(member))
             ds.attrs["tables"] = int(tab.usable)
             ds.attrs["table_max_error"] = tab.max_error
         if observables is not None:
@@ -500,7 +500,7 @@ class EffectiveSDE(torch.nn.Module):
 
         if self.dim != 1:
             raise ValueError("tables exist for surrogates of one slow variable only")
-        t = kernel_of(self).table(member_code(self, member))
+        t = kernel_of(self).table(member_code(member))
         return {"lo": t.lo, "hi": t.hi, "points": t.n_grid, "max_error": t.max_error}
 
     @torch.no_grad()

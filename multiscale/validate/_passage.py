@@ -137,7 +137,7 @@ class _SurrogateEngine:
         """
         from ..surrogate._kernel import kernel_of, member_code
 
-        args = kernel_of(self.sde).args(member_code(self.sde, self.member), self.tables)
+        args = kernel_of(self.sde).args(member_code(self.member), self.tables)
         r = _core.passage_surrogate(**args, dt=self.dt, seed=int(seed), state=states,
                                     path_ids=np.ascontiguousarray(ids, np.uint32),
                                     levels=np.ascontiguousarray(levels, float), w=self.w, lo=float(lo),
