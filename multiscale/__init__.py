@@ -10,7 +10,7 @@ of (seed, path, step), so results do not depend on threads, chunking or devices.
 from ._device import build_info
 from ._errors import (CampaignError, CampaignSpecError, DeviceUnavailableError, ExportFormatError, LagWarning,
                       ModelCompileError, ModelLanguageError, MultiscaleError, MultiscaleWarning, SimulationError,
-                      SurrogateFormatError)
+                      StateRolesWarning, SurrogateFormatError)
 from .averaging import AveragedSDE, AveragingEstimator, AveragingOptions
 from .io import open_dataset, save_dataset
 from .models import Model, ModelInfo, Param, Scaling, get_model, list_models, load_model_file
@@ -57,6 +57,7 @@ __all__ = [
     "Precision",
     "Scaling",
     "SimulationError",
+    "StateRolesWarning",
     "SurrogateFormatError",
     "__version__",
     "build_info",

@@ -114,6 +114,10 @@ class LagWarning(MultiscaleWarning):
     """The transition lag looks too short (fast-scale variance in the increments) or too long."""
 
 
+class StateRolesWarning(MultiscaleWarning):
+    """Data that do not say which states are slow: the fit models the states it names."""
+
+
 class SurrogateFormatError(MultiscaleError, ValueError):
     """A surrogate file is not a valid, unmodified file of a supported format version."""
 

@@ -56,10 +56,12 @@ def merge_campaign(out: str | os.PathLike, *, spec: CampaignSpec | None = None) 
         spec = load_spec(man["spec"])
     grid = spec.grid()
     per_point: list[xr.Dataset] = []
+    roles: dict[str, str] = {}
     for g in grid:
         pieces: list[xr.Dataset] = []
         if spec.simulate is not None:
             sim = point_inputs(spec, store, g, "simulate")
+            roles = {k: sim.attrs[k] for k in ("slow_states_json", "fast_states_json") if k in sim.attrs}
             keep = [v for v in ("trajectory", "final_state", "status", "fail_step") if v in sim]
             pieces.append(sim[keep].drop_attrs() if hasattr(sim, "drop_attrs") else _noattrs(sim[keep]))
         if spec.average is not None:
@@ -110,6 +112,7 @@ def merge_campaign(out: str | os.PathLike, *, spec: CampaignSpec | None = None) 
         **({"model_toml": spec.model.to_toml()} if not isinstance(spec.model, str) else {}),
         "spec_json": json.dumps(spec.source, sort_keys=True),
         "grid_axes": json.dumps(list(spec.axes)),
+        **roles,
         "fixed_params_json": json.dumps(dict(spec.params)),
         "steps": " ".join(spec.steps),
         "package": "multiscale",

@@ -328,6 +328,9 @@ def _to_dataset(info, p, eps, dt, n_steps, seed, path_offset, step_offset, n_pat
         "scaling": info.scaling.value,
         "params_json": json.dumps(p),
         **{f"param_{k}": float(v) for k, v in p.items()},
+        # The roles of the states: what a surrogate fit models by default (the slow ones).
+        "slow_states_json": json.dumps([str(n) for n in names[:m]]),
+        "fast_states_json": json.dumps([str(n) for n in names[m:]]),
         "eps": float(eps) if info.uses_eps else float("nan"),
         "dt": float(dt),
         "n_steps": int(n_steps),

@@ -1,10 +1,10 @@
 """Learning the effective (averaged or homogenized) SDE of the slow variables with neural networks."""
-from .._errors import LagWarning, SurrogateFormatError
+from .._errors import LagWarning, StateRolesWarning, SurrogateFormatError
 from ._io import load_surrogate, save_surrogate
 from ._model import EffectiveSDE
 from ._options import DiffusionForm, SurrogateOptions, TrajectoryMethod
 from ._train import EffectiveSDEEstimator, choose_lag, lag_ladder
 
-__all__ = ["DiffusionForm", "EffectiveSDE", "EffectiveSDEEstimator", "LagWarning", "SurrogateFormatError",
+__all__ = ["DiffusionForm", "EffectiveSDE", "EffectiveSDEEstimator", "LagWarning", "StateRolesWarning", "SurrogateFormatError",
            "SurrogateOptions", "TrajectoryMethod", "choose_lag", "lag_ladder", "load_surrogate",
            "save_surrogate"]

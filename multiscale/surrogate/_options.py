@@ -5,6 +5,7 @@ import enum
 from dataclasses import dataclass
 
 from .._checks import integer, nonnegative_finite, positive_finite
+from ..simulate._options import Precision
 
 
 class DiffusionForm(enum.Enum):
@@ -50,7 +51,7 @@ class SurrogateOptions:
         Gradient structure: ``b = -A grad U / 2 + div A / 2``, so the surrogate has the
         invariant density ``exp(-U) / Z`` and an interpretable effective potential ``U``.
     epochs : int
-        Maximum Adam epochs (full-batch for estimates, mini-batch for trajectories).
+        Maximum Adam epochs (full-batch for estimates; mini-batch steps for trajectories).
     lr : float
         Adam learning rate.
     lbfgs_steps : int
@@ -70,8 +71,19 @@ class SurrogateOptions:
     method : TrajectoryMethod
     seed : int
         Seeds initialisation, bootstrap and splits.
+    precision : multiscale.Precision
+        Arithmetic of the trajectories pathway's training (default ``FLOAT32``: twice the
+        throughput, and the transition likelihood of increments needs no more); the model is
+        stored and evaluated in float64 either way. The estimates pathway (small, full-batch,
+        L-BFGS) always trains in float64.
+    euler_warmup : float
+        Fraction of the Adam steps of ``method=MULTISCALE`` that train on the first-order
+        (Euler) moments, about four times cheaper per step, before the second-order moments
+        take over for the rest (default 0.5); 0 trains second-order throughout.
     threads : int, optional
-        Torch intra-op threads during training (default: torch's).
+        Torch intra-op threads during training (default 1: the members are one batched
+        network, and intra-op threads on its small matrices spin against other work on a
+        shared machine; ``None`` keeps torch's setting).
     progress : bool
         Print a progress line (a bar on a terminal).
     """
@@ -83,14 +95,16 @@ class SurrogateOptions:
     epochs: int = 1500
     lr: float = 1e-2
     lbfgs_steps: int = 1500
-    batch_size: int = 8192
+    batch_size: int = 2048
     weight_decay: float = 1e-6
     validation_fraction: float = 0.2
     patience: int = 300
     bootstrap: bool = True
     method: TrajectoryMethod = TrajectoryMethod.MULTISCALE
     seed: int = 0
-    threads: int | None = None
+    precision: Precision = Precision.FLOAT32
+    euler_warmup: float = 0.5
+    threads: int | None = 1
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -120,5 +134,10 @@ class SurrogateOptions:
             raise ValueError("bootstrap and progress must be bools")
         if not is_int(self.seed) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed={self.seed!r} must be an integer in [0, 2**63)")
+        if not isinstance(self.precision, Precision):
+            raise ValueError(f"precision={self.precision!r} must be a multiscale.Precision")
+        w = self.euler_warmup
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0.0 <= w < 1.0:
+            raise ValueError(f"euler_warmup={w!r} must be in [0, 1)")
         if self.threads is not None:
             set_(self, "threads", integer("threads", self.threads, 1))

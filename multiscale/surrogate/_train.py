@@ -16,7 +16,7 @@ import xarray as xr
 
 from .._checks import positive_finite
 from .._device import build_info
-from .._errors import LagWarning, MultiscaleWarning
+from .._errors import LagWarning, MultiscaleWarning, StateRolesWarning
 from ._model import EffectiveSDE, member_moments
 from ._options import SurrogateOptions, TrajectoryMethod
 
@@ -137,6 +137,11 @@ class EffectiveSDEEstimator:
                                  dtype=float)
                 if dt is None:
                     raise ValueError("dt (the sampling interval of the trajectory array) is required")
+                if variables is None:
+                    m = arr.shape[-1] if arr.ndim >= 2 else 0
+                    warnings.warn(f"the trajectory array does not say which states are slow; all {m} "
+                                  f"columns are modelled as slow variables x0..x{max(m - 1, 0)} "
+                                  "(pass variables=[...] to name them)", StateRolesWarning, stacklevel=2)
                 names = tuple(variables) if variables is not None else None
                 return self._fit_trajectories(arr, float(dt), lag, names, {"array": list(arr.shape)})
             raise ValueError(f"data of type {type(data).__name__} is not a dataset, file or array")
@@ -158,7 +163,7 @@ class EffectiveSDEEstimator:
             return self._fit_estimates(ds, source)
         if "trajectory" in ds:
             traj = ds["trajectory"]
-            names = list(ds["state"].values)
+            names = [str(n) for n in ds["state"].values]
             if variables is None:
                 variables = _slow_names(ds, names)
             unknown = [v for v in variables if v not in names]
@@ -254,9 +259,10 @@ class EffectiveSDEEstimator:
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
             raise ValueError(f"the trajectories contain a non-finite value at index {bad} "
                              "(failed paths must be removed first)")
-        ladder = lag_ladder(arr, h)
+        ladder = lag_ladder(arr, h, seed=o.seed)
+        k_rule, rule = _lag_rule(ladder)
         if lag is None:
-            k = choose_lag(ladder)
+            k = k_rule
         else:
             lag = positive_finite("lag", lag)
             k = int(round(lag / h))
@@ -265,20 +271,29 @@ class EffectiveSDEEstimator:
         n_lags = 2 if o.method is TrajectoryMethod.MULTISCALE else 1
         if n_lags * k >= T:
             raise ValueError(f"lag {k * h!r} needs at least {n_lags * k + 1} samples per path; the data have {T}")
-        _check_lag(ladder, k, h)
+        _check_lag(ladder, rule, k, h, given=lag is not None)
         lagt = k * h
         model = self._new_model(m, names)
-        slope, resid = _linear_drift(arr, k, h)
+        slope = _linear_drift(arr, k, h)[0]
         xs = arr.reshape(-1, m)
         x_mean, x_std = xs.mean(0), np.maximum(xs.std(0), 1e-12)
         b_scale = np.maximum(np.abs(slope) * x_std, 0.1 * x_std / ladder["tau"])
-        rate, c0 = resid, np.zeros(m)
+        knots, lrng = _knots(arr, np.random.default_rng([o.seed, 3])), np.random.default_rng([o.seed, 4])
+        v1 = _residuals(arr, k, knots, lrng)[3].mean(0)  # locally de-trended variance at the lag
+        rate, c0 = v1 / lagt, np.zeros(m)
         if o.method is TrajectoryMethod.MULTISCALE:
-            # Moment estimates at lags k and 2k start the fit where it should end: variance
-            # v(j) = rate j lag + C, hence rate = (v(2) - v(1)) / lag and C = 2 v(1) - v(2).
-            v1, v2 = resid * lagt, _linear_drift(arr, 2 * k, h)[1] * 2 * lagt
-            c0 = np.maximum(2 * v1 - v2, 1e-4 * v1)
-            rate = np.maximum((v2 - v1) / lagt, 0.1 * resid)
+            # Where the fast-scale covariance C starts: the moment estimate 2 v(lag) - v(2 lag)
+            # also holds the drift's curvature (-2 A b' lag^2 > 0 for a confined process), which
+            # the second-order moments model; started there, C soaks it up and biases A low
+            # (problem 1a: -4%, against -1% started near zero). So C starts at the moment
+            # estimate only where the ladder shows the fast scale's signature, an apparent rate
+            # v / lag whose fall shrinks with each doubling of the lag (like C / lag), and near
+            # zero where the fall grows (the curvature's signature).
+            v2, v4 = (_residuals(arr, j * k, knots, lrng)[3].mean(0) if j * k < T else j * v1 for j in (2, 4))
+            drop1, drop2 = v1 / lagt - v2 / (2 * lagt), v2 / (2 * lagt) - v4 / (4 * lagt)
+            fast = (drop1 > 0) & (drop2 < drop1)
+            c0 = np.where(fast, np.maximum(2 * v1 - v2, 0.01 * v1), 0.01 * v1)
+            rate = np.maximum((v1 - c0) / lagt, 0.1 * v1 / lagt)
         model.set_scaling(x_mean, x_std, 0.0, b_scale, np.sqrt(rate), xs.min(0), xs.max(0))
         E = o.members
         rng = np.random.default_rng([o.seed, 2])
@@ -296,27 +311,32 @@ class EffectiveSDEEstimator:
             lags.append(np.full(s.shape[0] * s.shape[1], j * lagt))
             tb = np.minimum(t0 * n_blocks // T, n_blocks - 1)
             blocks.append((np.arange(P)[:, None] * n_blocks + tb[None, :]).ravel())
-        X0 = torch.as_tensor(np.concatenate(starts))
-        dX = torch.as_tensor(np.concatenate(incs))
-        L = torch.as_tensor(np.concatenate(lags))
+        fdt = torch.float32 if o.precision.value == "float32" else torch.float64
+        X0 = torch.as_tensor(np.concatenate(starts), dtype=fdt)
+        dX = torch.as_tensor(np.concatenate(incs), dtype=fdt)
+        L = torch.as_tensor(np.concatenate(lags), dtype=fdt)
         blk = np.concatenate(blocks)
         # Bootstrap: Poisson(1) weights per path and member; validation: held-out (path, time block)s.
         w_path = rng.poisson(1.0, (E, P)).astype(float) if o.bootstrap else np.ones((E, P))
         held = _split(rng, E, P * n_blocks, o.validation_fraction) if P * n_blocks >= 10 \
             else np.zeros((E, P * n_blocks), bool)
         w = w_path[:, blk // n_blocks]
-        train_w = torch.as_tensor(np.where(held[:, blk], 0.0, w))
-        val_w = torch.as_tensor(held[:, blk].astype(float))
-        order = 2 if o.method is TrajectoryMethod.MULTISCALE else 1
+        train_w = torch.as_tensor(np.where(held[:, blk], 0.0, w), dtype=fdt)
+        val_w = torch.as_tensor(held[:, blk].astype(float), dtype=fdt)
+        # The second-order moments after an Euler warm-up (about 4x cheaper per step).
+        phase = {"order": 2 if o.method is TrajectoryMethod.MULTISCALE else 1}
+        switch_at = None
+        if phase["order"] == 2 and o.euler_warmup > 0:
+            phase["order"], switch_at = 1, max(1, int(round(o.euler_warmup * o.epochs)))
         # Lag-independent covariance C = R R^T (per member): the fast-scale fluctuation of X.
         fast_cov = None
         if o.method is TrajectoryMethod.MULTISCALE:
-            fast_cov = torch.nn.Parameter(torch.zeros((E, m * (m + 1) // 2), dtype=torch.float64))
+            fast_cov = torch.nn.Parameter(torch.zeros((E, m * (m + 1) // 2), dtype=fdt))
         tril = torch.tril_indices(m, m)
-        c_scale = torch.as_tensor(np.sqrt(c0))  # C = (c_scale R)(c_scale R)^T, R = I at the start
+        c_scale = torch.as_tensor(np.sqrt(c0), dtype=fdt)  # C = (c_scale R)(c_scale R)^T, R = I at the start
 
         def fast_matrix() -> torch.Tensor:
-            R = torch.zeros(E, m, m, dtype=torch.float64)
+            R = torch.zeros(E, m, m, dtype=fdt)
             R[:, tril[0], tril[1]] = fast_cov
             R = torch.tril(R, -1) + torch.diag_embed(torch.exp(torch.diagonal(R, dim1=-2, dim2=-1)))
             return (c_scale[:, None] * R) @ (c_scale[:, None] * R).transpose(-1, -2)
@@ -324,7 +344,7 @@ class EffectiveSDEEstimator:
         def nll_sums(idx: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """Weighted sums of the negative log-likelihood over pairs ``idx`` and of the weights."""
             xb, db, lb, wb = X0[idx], dX[idx], L[idx], weights[:, idx]
-            mu, cov = member_moments(model, xb, lb, order)
+            mu, cov = member_moments(model, xb, lb, phase["order"])
             if fast_cov is not None:
                 cov = cov + fast_matrix()[:, None]
             chol, info = torch.linalg.cholesky_ex(cov)
@@ -355,14 +375,24 @@ class EffectiveSDEEstimator:
 
         extra = [fast_cov] if fast_cov is not None else []
         t0 = time.perf_counter()
-        self._train(model, nll, train_w, val_w if held.any() else None, full_batch=False,
-                    n_data=X0.shape[0], extra=extra, rng=rng)
+        buffers = {k: v.clone() for k, v in model.named_buffers()}
+        model.to(fdt)
+        try:
+            self._train(model, nll, train_w, val_w if held.any() else None, full_batch=False,
+                        n_data=X0.shape[0], extra=extra, rng=rng,
+                        switch=(switch_at, lambda: phase.update(order=2)) if switch_at else None)
+        finally:
+            model.to(torch.float64)
+            with torch.no_grad():  # the scaling as computed, not rounded through float32
+                for k, v in model.named_buffers():
+                    if k in buffers:
+                        v.copy_(buffers[k])
         self.lag_ = lagt
         info = {"n_paths": P, "n_times": T, "dt": h, "lag": lagt, "lag_samples": k, "pair_stride": stride,
                 "method": o.method.value, "n_pairs": int(X0.shape[0]),
-                "lag_ladder": {"lag": (ladder["k"] * h).tolist(), "qv_rate": ladder["v"].tolist()}}
+                "lag_rule": _rule_info(ladder, rule, h)}
         if fast_cov is not None:
-            C = fast_matrix().detach().numpy()
+            C = fast_matrix().detach().double().numpy()
             info["fast_scale_covariance"] = C.mean(0).tolist()
             model.provenance["fast_scale_covariance"] = C.mean(0).tolist()
         self._finish(model, source, "trajectories", info, t0, lagt)
@@ -377,9 +407,15 @@ class EffectiveSDEEstimator:
 
     def _train(self, model: EffectiveSDE, loss_fn, train_w: torch.Tensor, val_w: torch.Tensor | None,
                *, full_batch: bool, n_data: int = 0, extra: list | None = None,
-               rng: np.random.Generator | None = None) -> None:
+               rng: np.random.Generator | None = None,
+               switch: tuple[int, Any] | None = None) -> None:
         """Adam with per-member early stopping on the held-out loss (best state kept per member),
-        then L-BFGS for full-batch problems, kept per member only where it improves validation."""
+        then L-BFGS for full-batch problems, kept per member only where it improves validation.
+
+        Each member's early stop is its own: its best state is taken over its own window, not
+        moved by the members still improving. ``switch = (step, fn)``: at that step (or when every member has stopped
+        before it) ``fn()`` changes the loss, and the best states and patience start over.
+        """
         o = self.options
         E = o.members
         params = list(model.parameters()) + list(extra or [])
@@ -394,12 +430,23 @@ class EffectiveSDEEstimator:
         best = [p.detach().clone() for p in params]
         best_val = torch.full((E,), math.inf, dtype=torch.float64)
         since = torch.zeros(E, dtype=torch.long)
+        stopped = torch.zeros(E, dtype=torch.bool)
+        switch_at, switch_fn = switch if switch is not None else (None, None)
         hist: dict[str, list[float]] = {"epoch": [], "train": [], "val": []}
         bar = _Progress(o.progress, o.epochs, "train")
         check_every = 1 if full_batch else 25
         batch = min(o.batch_size, n_data) if not full_batch else 0
         epoch = 0
         for epoch in range(1, o.epochs + 1):
+            if switch_at is not None and epoch > switch_at:
+                switch_fn()
+                switch_at = None
+                with torch.no_grad():  # the second phase starts from each member's best state
+                    for p, bp in zip(params, best):
+                        p.copy_(bp)
+                best_val.fill_(math.inf)
+                since.zero_()
+                stopped.zero_()
             idx = None
             if not full_batch and batch < n_data:
                 idx = torch.as_tensor(rng.integers(0, n_data, batch))
@@ -419,18 +466,24 @@ class EffectiveSDEEstimator:
                     v = loss_fn(None, val_w) if not full_batch else loss_fn(val_w)
                 else:
                     v = (loss_fn(None, train_w) if not full_batch else tr).detach()
-            v = v.detach()
-            improved = v < best_val - 1e-9 * v.abs()
+            v = v.detach().double()
+            improved = (v < best_val - 1e-9 * v.abs()) & ~stopped
             for p, bp in zip(params, best):  # every leading axis is the member axis
                 bp[improved] = p.detach()[improved]
             best_val = torch.where(improved, v, best_val)
             since = torch.where(improved, torch.zeros_like(since), since + check_every)
+            if o.patience:
+                stopped |= since >= o.patience
             hist["epoch"].append(epoch)
             hist["train"].append(float(tr.detach().sum()))
             hist["val"].append(float(v.sum()))
-            bar.update(epoch, f"loss {float(tr.detach().sum()):.4g} val {float(v.sum()):.4g}")
-            if o.patience and bool((since >= o.patience).all()):
-                break
+            bar.update(epoch, f"step {epoch}/{o.epochs}{' (Euler warm-up)' if switch_at is not None else ''} "
+                              f"{E} members ({int(stopped.sum())} stopped): loss {float(tr.detach().sum()):.4g} "
+                              f"val {float(v.sum()):.4g}")
+            if bool(stopped.all()):
+                if switch_at is None:
+                    break
+                switch_at = epoch  # every member has stopped: go on to the second phase now
         with torch.no_grad():
             for p, bp in zip(params, best):
                 p.copy_(bp)
@@ -468,7 +521,7 @@ class EffectiveSDEEstimator:
         model.provenance = {
             **model.provenance, "pathway": pathway, "source": source, "options": _jsonable(self.options),
             "epochs": self._epochs, "train_seconds": seconds, "package_version": build_info()["version"],
-            "torch_version": torch.__version__, **{k: v for k, v in info.items() if k != "lag_ladder"}}
+            "torch_version": torch.__version__, **info}
         self.model_ = model
         self.lag_ = lag
         self.summary_ = {"pathway": pathway, "epochs": self._epochs, "seconds": seconds,
@@ -476,12 +529,20 @@ class EffectiveSDEEstimator:
 
 
 def _slow_names(ds: xr.Dataset, names: list[str]) -> list[str]:
-    """The model's slow variables when the dataset comes from a catalogue model."""
+    """The slow states of a simulation dataset: its ``slow_states_json`` attribute (written by
+    :func:`multiscale.simulate` and campaigns), else the catalogue model's slow variables, else
+    every saved state, with a :class:`StateRolesWarning` naming them."""
+    import json
+
+    if "slow_states_json" in ds.attrs:
+        slow = [str(s) for s in json.loads(ds.attrs["slow_states_json"])]
+        missing = [s for s in slow if s not in names]
+        if missing:
+            raise ValueError(f"the dataset's slow states {missing} are not among its saved states {names}")
+        return slow
     model = ds.attrs.get("model")
     if model:
         try:
-            import json
-
             from ..models import get_model
             info = get_model(model)
             p = {**info.defaults, **json.loads(ds.attrs.get("params_json", "{}"))}
@@ -490,6 +551,9 @@ def _slow_names(ds: xr.Dataset, names: list[str]) -> list[str]:
                 return list(slow)
         except (ValueError, KeyError):  # not a catalogue model (or its parameters are unreadable)
             pass
+    warnings.warn(f"the dataset does not say which states are slow (no slow_states_json attribute); "
+                  f"all saved states {names} are modelled as slow variables (pass variables=[...] "
+                  "to choose)", StateRolesWarning, stacklevel=4)
     return names
 
 
@@ -520,32 +584,6 @@ def _linear_drift(arr: np.ndarray, k: int, h: float) -> tuple[np.ndarray, np.nda
     return -kappa, rv / lagt * factor
 
 
-def lag_ladder(arr: np.ndarray, h: float, max_levels: int = 12) -> dict[str, np.ndarray]:
-    """Diffusion rate of the increments at lags ``k h``, ``k = 1, 2, 4, ...``, per dimension.
-
-    The rate is the residual variance per unit lag after an OU-calibrated linear drift fit (see
-    ``_linear_drift``), so it is lag-independent for a linear diffusion. Data that resolve the
-    fast scale show a rate that falls with the lag until it reaches the homogenized plateau.
-
-    Returns ``{"k": (L,), "v": (L, m)}``; the largest lag is at most a quarter of the slow
-    variables' integrated autocorrelation time and leaves at least 20 pairs per path.
-    """
-    arr = arr if arr.ndim == 3 else arr[None]
-    P, T, m = arr.shape
-    tau = _autocorr_time(arr, h)
-    ks, vs = [], []
-    k = 1
-    while len(ks) < max_levels and k * 20 <= T:
-        if ks and k * h > tau / 4:
-            break
-        ks.append(k)
-        vs.append(_linear_drift(arr, k, h)[1])
-        k *= 2
-    if not ks:
-        ks, vs = [1], [_linear_drift(arr, 1, h)[1]]
-    return {"k": np.asarray(ks), "v": np.asarray(vs), "tau": tau}
-
-
 def _autocorr_time(arr: np.ndarray, h: float) -> float:
     """Smallest integrated autocorrelation time over the slow dimensions (sum to the first zero)."""
     P, T, m = arr.shape
@@ -563,37 +601,236 @@ def _autocorr_time(arr: np.ndarray, h: float) -> float:
     return float(max(min(taus), h))
 
 
-def choose_lag(ladder: dict[str, np.ndarray], tol: float = 0.05) -> int:
-    """The documented default lag (in samples): the smallest ladder lag whose diffusion rate is
-    within ``tol`` of the rate at the largest ladder lag in every dimension, i.e. the first lag
-    past the fast scale where the increments look like a diffusion."""
-    ks, v = ladder["k"], ladder["v"]
-    ref = v[-1]
-    for k, row in zip(ks, v):
-        if np.all(np.abs(row / ref - 1) <= tol):
-            return int(k)
-    return int(ks[-1])
+def _knots(arr: np.ndarray, rng: np.random.Generator, n: int = 11) -> np.ndarray:
+    """Quantile knots ``(n, m)`` of the local de-trending basis, strictly increasing."""
+    x = arr.reshape(-1, arr.shape[-1])
+    kn = np.quantile(x[rng.integers(0, x.shape[0], min(x.shape[0], 100_000))], np.linspace(0, 1, n), axis=0)
+    return np.maximum.accumulate(kn + np.arange(n)[:, None] * 1e-12 * (1 + np.abs(kn)), 0)
 
 
-def _check_lag(ladder: dict[str, np.ndarray], k: int, h: float) -> None:
-    """Warn when the increments at lag ``k`` still carry fast-scale variance, or when the lag is
-    not small against the slow relaxation time."""
-    ks, v = ladder["k"], ladder["v"]
-    vk = _interp_rate(ks, v, k)
-    ratio = vk / v[-1]
-    if len(ks) > 1 and k < ks[-1] and np.any(ratio > 1.1):
+def _residuals(arr: np.ndarray, k: int, knots: np.ndarray, rng: np.random.Generator):
+    """Locally de-trended squared increments at lag ``k`` samples, on at most ``LADDER_PAIRS``
+    random start points: their path and time indices, the start points and the residuals^2."""
+    P, T, m = arr.shape
+    n_start = P * (T - k)
+    pick = rng.choice(n_start, size=LADDER_PAIRS, replace=False) if n_start > LADDER_PAIRS else np.arange(n_start)
+    p, t = np.divmod(pick, T - k)
+    x0 = arr[p, t]
+    dx = arr[p, t + k] - x0
+    X = _detrend_features(x0, knots)
+    coef, *_ = np.linalg.lstsq(X, dx, rcond=None)
+    return p, t, x0, (dx - X @ coef) ** 2
+
+
+def _detrend_features(x0: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Regressors of a local (additive piecewise-linear, plus pairwise products for a few
+    dimensions) model of the conditional mean increment: ``(N, F)``."""
+    N, m = x0.shape
+    cols = [np.ones((N, 1))]
+    for i in range(m):
+        kn = knots[:, i]
+        w = np.maximum(np.diff(kn), 1e-300)
+        # hat functions on the knots (linear interpolation weights), clipped at the ends
+        pos = np.clip(np.searchsorted(kn, x0[:, i], side="right") - 1, 0, kn.size - 2)
+        frac = np.clip((x0[:, i] - kn[pos]) / w[pos], 0.0, 1.0)
+        H = np.zeros((N, kn.size))
+        H[np.arange(N), pos] = 1 - frac
+        H[np.arange(N), pos + 1] += frac
+        cols.append(H[:, 1:])
+        cols.append(x0[:, i:i + 1] - kn[0])
+    if 1 < m <= 8:
+        z = (x0 - x0.mean(0)) / np.maximum(x0.std(0), 1e-300)
+        iu = np.triu_indices(m, 1)
+        cols.append(z[:, iu[0]] * z[:, iu[1]])
+    return np.concatenate(cols, 1)
+
+
+LADDER_PAIRS = 200_000  # pairs per ladder level (a random subsample of the start times)
+RULE_TOL = 0.1          # relative change of the differenced rate per lag doubling read as "settled"
+
+
+def _groups(P: int, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """Error-bar groups: up to 16 groups of paths, or 8 time blocks for fewer than 8 paths.
+    Returns the group of each path and of each time, one of which is all zeros."""
+    if P >= 8:
+        return np.arange(P) * min(P, 16) // P, np.zeros(T, int)
+    return np.zeros(P, int), np.minimum(np.arange(T) * 8 // T, 7)
+
+
+def lag_ladder(arr: np.ndarray, h: float, max_levels: int = 12, regions: int = 3,
+               seed: int = 0) -> dict[str, Any]:
+    """Conditional variance of the increments at lags ``k h``, ``k = 1, 2, 4, ...``, per dimension.
+
+    The increments are de-trended *locally*: their conditional mean given the start point is
+    fitted by least squares on a piecewise-linear basis in each slow variable (knots at the
+    start points' quantiles; plus pairwise products for up to 8 variables), so the drift's
+    nonlinearity (a double well's barrier and wells) does not leak into the variance. With
+    ``v(tau)`` the mean squared residual at lag ``tau``:
+
+    * ``v / tau`` is the increments' apparent diffusion rate;
+    * ``d_j = (v(2 tau_j) - v(tau_j)) / tau_j`` is the *differenced* rate: for lags past the fast
+      scale ``v = C + A tau + c tau^2``, so ``d = A + 3 c tau`` no longer sees the fast
+      fluctuation's lag-independent variance ``C``; below the fast scale it does not read ``A``.
+
+    Parameters
+    ----------
+    arr : ndarray, shape (paths, times, m) or (times, m)
+        Slow variables sampled every ``h``.
+    h : float
+        Sampling interval (time units).
+    max_levels : int
+        Most lags on the ladder. The largest lag is at most a quarter of the slow variables'
+        integrated autocorrelation time and leaves at least 20 pairs per path.
+    regions : int
+        State-space regions (quantiles of the first variable) for the per-region diagnostics.
+
+    Returns
+    -------
+    dict
+        ``k (L,)`` lags in samples; ``v (L, m)`` apparent rate ``v / tau``; ``d (L-1, m)``
+        differenced rate with standard error ``d_se`` (from groups of paths or time blocks);
+        ``change (L-2, m)`` relative change ``d_{j+1} / d_j - 1`` with ``change_se``;
+        ``region_edges (regions+1,)`` and ``region_d (regions, L-1, m)``; ``tau`` the
+        autocorrelation time.
+    """
+    arr = arr if arr.ndim == 3 else arr[None]
+    P, T, m = arr.shape
+    tau = _autocorr_time(arr, h)
+    ks = []
+    k = 1
+    while len(ks) < max_levels + 1 and k * 20 <= T:
+        if len(ks) >= 3 and k * h > tau / 4:
+            break
+        ks.append(k)
+        k *= 2
+    if len(ks) < 3:
+        ks = [1, 2, 4]
+        if 4 >= T:
+            raise ValueError(f"the trajectories have {T} samples; the lag ladder needs at least 5")
+    rng = np.random.default_rng(seed)
+    gp, gt = _groups(P, T)
+    G = int(max(gp.max(), gt.max())) + 1
+    x_all = arr.reshape(-1, m)
+    knots = _knots(arr, rng)
+    edges = np.quantile(x_all[:, 0], np.linspace(0, 1, regions + 1))
+    v = np.zeros((len(ks), m))
+    vg = np.zeros((len(ks), G, m))
+    vr = np.zeros((len(ks), regions, m))
+    for li, k in enumerate(ks):
+        p, t, x0, r2 = _residuals(arr, k, knots, rng)
+        v[li] = r2.mean(0) / (k * h)
+        g = np.maximum(gp[p], gt[t])
+        reg = np.clip(np.searchsorted(edges, x0[:, 0], side="right") - 1, 0, regions - 1)
+        for arr_out, lab, n in ((vg, g, G), (vr, reg, regions)):
+            cnt = np.bincount(lab, minlength=n)[:, None]
+            sums = np.stack([np.bincount(lab, r2[:, j], minlength=n) for j in range(m)], 1)
+            arr_out[li] = sums / np.maximum(cnt, 1) / (k * h)
+    kk = np.asarray(ks, float)[:, None]
+
+    def diff(vv: np.ndarray) -> np.ndarray:  # d_j = (v(2 tau) - v(tau)) / tau, per unit h
+        var = vv * kk.reshape((-1,) + (1,) * (vv.ndim - 1))
+        return (var[1:] - var[:-1]) / kk[:-1].reshape((-1,) + (1,) * (vv.ndim - 1))
+
+    d, dg, dr = diff(v), diff(vg), diff(vr)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ch = d[1:] / d[:-1] - 1
+        chg = dg[1:] / dg[:-1] - 1
+    # Jackknife-free error bars: the spread over the G independent groups.
+    se = lambda a: a.std(1, ddof=1) / np.sqrt(G) if G > 1 else np.full(a.shape[:1] + a.shape[2:], np.inf)  # noqa: E731
+    return {"k": np.asarray(ks), "v": v, "d": d, "d_se": se(dg), "change": ch,
+            "change_se": se(np.where(np.isfinite(chg), chg, np.nan)),
+            "region_edges": edges, "region_d": np.moveaxis(dr, 1, 0), "tau": tau}
+
+
+def _lag_rule(ladder: dict[str, Any], tol: float = RULE_TOL) -> tuple[int, dict[str, Any]]:
+    """The default lag and why (see :func:`choose_lag`)."""
+    ks, d, dse, ch, chse = (ladder[n] for n in ("k", "d", "d_se", "change", "change_se"))
+    chse = np.where(np.isfinite(chse), chse, np.inf)
+    n = ch.shape[0]
+    positive = np.all(d > 3 * dse, 1)  # a rate that is there, not lost in the noise
+    big = np.max(np.abs(ch) - 3 * chse, 1)  # the change beyond its noise, worst dimension
+    significant = (big > 0) & positive[:-1] & positive[1:]
+    # The fast-scale knee: a significant change that is significantly smaller at the next doubling
+    # of the lag. The slow dynamics' own curvature does the opposite (d = A + 3 c lag: the change
+    # doubles with the lag). After the last knee, the lag moves on while the change is still
+    # significant and shrinking (more than halving, within its noise).
+    decays = np.zeros(n, bool)
+    shrinks = np.zeros(n, bool)
+    for j in range(n - 1):
+        if significant[j] and positive[j + 2]:
+            a0, a1 = np.abs(ch[j]), np.abs(ch[j + 1])
+            decays[j] = bool(np.all(a0 - a1 > 3 * np.hypot(chse[j], chse[j + 1])))
+            shrinks[j] = bool(np.all(a1 < 0.5 * a0 + 3 * chse[j + 1]))
+    knees = np.nonzero(decays)[0]
+    j = int(knees[-1]) + 1 if knees.size else 0
+    while knees.size and j < n - 1 and shrinks[j]:
+        j += 1
+    curv = next((int(ks[i]) for i in range(j, n) if np.any(np.abs(ch[i]) > tol + 3 * chse[i])), None)
+    settled = bool(np.all(np.abs(ch[min(j, n - 1)]) <= 2 * tol + 3 * chse[min(j, n - 1)])) and bool(positive[j])
+    info = {"chosen": int(ks[j]), "knee": int(ks[j - 1]) if knees.size else None, "curvature": curv,
+            "significant": significant.tolist(), "decays": decays.tolist(), "reliable": settled,
+            "fast_scale_resolved": bool(knees.size)}
+    if not settled:
+        info["reason"] = (f"the differenced rate still changes by {100 * float(np.max(np.abs(ch[min(j, n - 1)]))):.0f}% "
+                          "per doubling of the lag at the chosen lag: the data do not show a lag where the "
+                          "increments look like a diffusion")
+    elif knees.size:
+        info["reason"] = (f"the rate changes across the fast scale up to lag {int(ks[j - 1])} samples and has "
+                          "settled from the chosen lag on")
+    else:
+        info["reason"] = ("no fast-scale knee on the ladder: the sampling does not resolve the fast scale, "
+                          "so the shortest lag is used")
+    return int(ks[j]), info
+
+
+def _rule_info(ladder: dict[str, Any], rule: dict[str, Any], h: float) -> dict[str, Any]:
+    """The ladder and the rule's decision, JSON-ready (``info["lag_rule"]``), lags in time units."""
+    ks = ladder["k"]
+    lag = lambda k: None if k is None else float(k * h)  # noqa: E731
+    return {"lag": (ks * h).tolist(), "rate": ladder["v"].tolist(), "differenced_lag": (ks[:-1] * h).tolist(),
+            "differenced_rate": ladder["d"].tolist(), "differenced_rate_se": ladder["d_se"].tolist(),
+            "change": ladder["change"].tolist(), "significant": rule["significant"], "decays": rule["decays"],
+            "region_edges": ladder["region_edges"].tolist(), "region_differenced_rate": ladder["region_d"].tolist(),
+            "autocorrelation_time": float(ladder["tau"]), "chosen_lag": lag(rule["chosen"]),
+            "knee_lag": lag(rule["knee"]), "curvature_lag": lag(rule["curvature"]),
+            "fast_scale_resolved": rule["fast_scale_resolved"], "reliable": rule["reliable"],
+            "reason": rule["reason"]}
+
+
+def choose_lag(ladder: dict[str, Any], tol: float = RULE_TOL) -> int:
+    """The documented default lag (in samples).
+
+    On the ladder of differenced rates ``d_j`` (:func:`lag_ladder`) a level is *settled* when
+    ``d`` changes by at most ``tol`` (plus three standard errors) from lag ``k_j`` to ``2 k_j``
+    and is significantly positive. Unsettled levels at the long end are the slow dynamics' own
+    curvature; an unsettled level before them is the fast scale (the knee). The rule takes the
+    first lag after the last knee, or the shortest lag when there is none (data that do not
+    resolve the fast scale).
+    """
+    return _lag_rule(ladder, tol)[0]
+
+
+def _check_lag(ladder: dict[str, Any], rule: dict[str, Any], k: int, h: float, given: bool) -> None:
+    """Warn when the data cannot support a reliable lag, when a given lag is below the fast-scale
+    knee, or when the lag is not small against the slow relaxation."""
+    ks = ladder["k"]
+    if not rule["reliable"]:
+        warnings.warn(f"the lag rule found no lag on the ladder {(ks * h).round(6).tolist()} where the "
+                      f"increments' differenced rate settles ({rule['reason']}); lag {k * h:.4g} is a guess: "
+                      "sample more finely, simulate longer paths, or give lag=", LagWarning, stacklevel=4)
+    if given and rule["knee"] is not None and k <= rule["knee"]:
+        j = int(np.searchsorted(ks, k))
+        d = ladder["d"][min(j, len(ladder["d"]) - 1)]
         warnings.warn(
-            f"lag {k * h:.4g}: the increments' diffusion rate {np.round(vk, 4).tolist()} is "
-            f"{100 * (float(ratio.max()) - 1):.0f}% above its value at lag {ks[-1] * h:.4g} "
-            f"({np.round(v[-1], 4).tolist()}): the data resolve the fast scale and a fit at this lag "
-            "reads the unhomogenized noise. Use a larger lag (default rule: lag=None).",
-            LagWarning, stacklevel=4)
+            f"lag {k * h:.4g} is at or below the fast-scale knee (lag {rule['knee'] * h:.4g}): the "
+            f"increments' differenced rate {np.round(d, 4).tolist()} still changes there, so a fit at "
+            f"this lag reads the unhomogenized noise; the rule's lag is {rule['chosen'] * h:.4g} "
+            "(lag=None)", LagWarning, stacklevel=4)
     if k * h > ladder["tau"] / 2:
         warnings.warn(f"lag {k * h:.4g} is not small against the slow variables' autocorrelation "
                       f"time {ladder['tau']:.4g}; the drift and diffusion will be biased",
                       LagWarning, stacklevel=4)
-
-
-def _interp_rate(ks: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:
-    """Rate at the largest ladder lag not above ``k``."""
-    return v[max(int(np.searchsorted(ks, k, side="right")) - 1, 0)]
+    elif given and rule["curvature"] is not None and k > rule["curvature"]:
+        warnings.warn(f"lag {k * h:.4g} is past lag {rule['curvature'] * h:.4g}, where the slow dynamics' "
+                      "own curvature bends the increments' rate; the fit relies on the second-order "
+                      "transition density there (method=MULTISCALE)", LagWarning, stacklevel=4)

@@ -427,6 +427,7 @@ def _assemble(sde, model, p, eps, s, limit, lo, hi, xq, rho, rho_members, dens: 
                          f"| {step.var[i]:.4g} | {step.var_error[i]:+.2g} ± {2 * step.var_error_stderr[i]:.1g} | "
                          f"{step.rms_path_difference[i]:.2g} |")
         lines.append(f"\nLargest relative error {100 * step.relative_error:.2f}%.")
+    lines += _lag_rule_lines(getattr(sde, "provenance", {}) or {})
     lines += ["", "## Checks", ""] + [f"- [{'x' if v else ' '}] {k}" for k, v in checks.items()]
     lines += ["", f"multiscale {build_info()['version']}; seed {s.seed}; settings: "
               f"`{json.dumps(asdict(s), default=str)}`", ""]
@@ -599,3 +600,29 @@ def _figures(report, sde, xq, rho, rho_members, dens, limit, estimates, meta, am
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [str(path)]
+
+
+def _lag_rule_lines(prov: Mapping[str, Any]) -> list[str]:
+    """The report's account of a trajectory fit's lag: the ladder per lag and region, the choice."""
+    rule = prov.get("lag_rule")
+    if prov.get("pathway") != "trajectories" or not isinstance(rule, Mapping):
+        return []
+    lines = ["", "## Transition lag of the trajectory fit", "",
+             f"Lag {prov.get('lag', float('nan')):.4g} (sampling interval {prov.get('dt', float('nan')):.4g}); "
+             f"the rule's choice {rule['chosen_lag']:.4g}: {rule['reason']}."
+             + (f" Fast-scale knee at lag {rule['knee_lag']:.4g}." if rule.get("knee_lag") else "")
+             + (f" The slow dynamics' curvature bends the rate from lag {rule['curvature_lag']:.4g}."
+                if rule.get("curvature_lag") else ""), "",
+             "Differenced rate d = (v(2 lag) - v(lag)) / lag of the locally de-trended increments (first "
+             "variable), overall and per region of the state space:", ""]
+    edges = rule["region_edges"]
+    regions = [f"[{a:.3g}, {b:.3g}]" for a, b in zip(edges[:-1], edges[1:])]
+    lines += ["| lag | d ± stderr | change to 2 lag | " + " | ".join(regions) + " |",
+              "|---" * (3 + len(regions)) + "|"]
+    ch = rule["change"] + [None]
+    for i, lag in enumerate(rule["differenced_lag"]):
+        c = "" if ch[i] is None else f"{100 * ch[i][0]:+.1f}%"
+        per = " | ".join(f"{r[i][0]:.4g}" for r in rule["region_differenced_rate"])
+        lines.append(f"| {lag:.4g} | {rule['differenced_rate'][i][0]:.4g} ± {rule['differenced_rate_se'][i][0]:.2g} "
+                     f"| {c} | {per} |")
+    return lines
