@@ -2,8 +2,9 @@
 
 Internal: use the package API. Arrays passed as ``NDArray[...]`` are converted to that dtype and
 C order where needed, except the in/out arrays of ``frozen_average_float64`` and ``passage``
-(``ystate``, ``acc``, ``steps_done``, ``status``, ``fail_step``, ``state``), which must already
-have it. ``tests/test_core_stub.py`` checks that this file names the module's functions and
+(``ystate``, ``acc``, ``steps_done``, ``status``, ``fail_step``, ``state``) and the arrays of
+``tanh_jet`` and ``tanh_jet_backward`` (C order, float32 or float64, one dtype), which must
+already have it. ``tests/test_core_stub.py`` checks that this file names the module's functions and
 their parameters.
 """
 from typing import Any, TypedDict
@@ -228,6 +229,12 @@ def passage_surrogate(
     threads: int,
     device: int,
 ) -> _PassageResult: ...
+_Real = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+def tanh_jet(a: _Real, da: _Real, d2a: _Real | None, threads: int = 1) -> tuple[_Real, _Real, _Real]: ...
+def tanh_jet_backward(
+    t: _Real, da: _Real, d2a: _Real | None, gt: _Real, gdh: _Real, gd2h: _Real, threads: int = 1
+) -> tuple[_Real, _Real, _Real | None]: ...
 def elementary(name: str, x: _F64, single: bool) -> _F64: ...
 def philox4x32_10(c0: int, c1: int, c2: int, c3: int, k0: int, k1: int) -> tuple[int, int, int, int]: ...
 def normals(

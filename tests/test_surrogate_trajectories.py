@@ -196,3 +196,114 @@ def test_progress_names_the_step_phase_and_members(capsys):
         EffectiveSDEEstimator(opts).fit(x, dt=0.1, variables=["x"])
     err = capsys.readouterr().err
     assert "step 25/50 (Euler warm-up) 2 members" in err and "val" in err and "done" in err
+
+
+# ----------------------------------------------------------------------------------------------
+# Throughput: the fused tanh jet and member groups in lock-step
+# ----------------------------------------------------------------------------------------------
+
+def _torch_tanh_jet(a, da, d2a):
+    """The jet in plain torch autograd (the reference of the fused kernel)."""
+    t = torch.tanh(a)
+    s = 1 - t * t
+    d2h = -2 * t[..., None, None, :] * s[..., None, None, :] * da[..., :, None, :] * da[..., None, :, :]
+    return t, s[..., None, :] * da, d2h if d2a is None else d2h + s[..., None, None, :] * d2a
+
+
+@pytest.mark.parametrize("m, second", [(1, False), (1, True), (3, True)])
+def test_fused_tanh_jet_and_its_gradient_match_torch(m, second):
+    from multiscale.surrogate._model import tanh_jet
+
+    gen = torch.Generator().manual_seed(m)
+    f64 = dict(dtype=torch.float64, generator=gen)
+    a = (2 * torch.randn(3, 5, 6, **f64)).requires_grad_(True)
+    da = torch.randn(3, 5, m, 6, **f64).requires_grad_(True)
+    d2a = torch.randn(3, 5, m, m, 6, **f64).requires_grad_(True) if second else None
+    got, want = tanh_jet(a, da, d2a), _torch_tanh_jet(a, da, d2a)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, rtol=0, atol=1e-14)
+    ins = (a, da) + ((d2a,) if second else ())
+    cot = [torch.randn(w.shape, **f64) for w in want]
+    g_got = torch.autograd.grad(got, ins, cot)
+    g_want = torch.autograd.grad(want, ins, cot)
+    for g, w in zip(g_got, g_want):
+        assert torch.allclose(g, w, rtol=0, atol=1e-13)
+    assert torch.autograd.gradcheck(lambda *v: tanh_jet(v[0], v[1], v[2] if second else None), ins)
+    # float32 to float32 rounding
+    g32 = tanh_jet(a.detach().float(), da.detach().float(), None if d2a is None else d2a.detach().float())
+    for g, w in zip(g32, want):
+        assert g.dtype == torch.float32 and torch.allclose(g.double(), w, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_tanh_jet_rejects_inconsistent_arrays():
+    from multiscale import _core
+
+    a, da = np.zeros((2, 4)), np.zeros((2, 1, 4))
+    with pytest.raises(ValueError, match="widths"):
+        _core.tanh_jet(a=a, da=np.zeros((2, 1, 3)), d2a=None)
+    with pytest.raises(ValueError, match="d2a must be"):
+        _core.tanh_jet(a=a, da=da, d2a=np.zeros((2, 2, 2, 4)))
+    with pytest.raises(ValueError, match="dtype of a"):
+        _core.tanh_jet(a=a, da=da.astype(np.float32), d2a=None)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        _core.tanh_jet(a=a.astype(np.int64), da=da, d2a=None)
+
+
+@pytest.mark.parametrize("m, method", [(1, TrajectoryMethod.MULTISCALE), (2, TrajectoryMethod.MULTISCALE),
+                                       (2, TrajectoryMethod.EULER)])
+def test_the_fit_does_not_depend_on_the_number_of_workers(m, method):
+    """Member groups train in threads in lock-step: the same model, history and stop steps for
+    1, 2 and 3 workers, with early stops and the second-order phase switch exercised."""
+    rng = np.random.default_rng(3)
+    x = np.zeros((6, 300, m))
+    for t in range(1, 300):  # an OU process, coupled when m = 2
+        x[:, t] = x[:, t - 1] - 0.05 * x[:, t - 1] @ np.eye(m) * (1 + 0.5 * np.arange(m)) \
+            + 0.2 * rng.normal(size=(6, m))
+    names = [f"x{i}" for i in range(m)]
+    fits = []
+    for workers in (1, 2, 3):  # 6 members: two groups of three
+        opts = SurrogateOptions(members=6, hidden=(8, 8), epochs=120, patience=25, method=method,
+                                workers=workers, seed=4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LagWarning)
+            est = EffectiveSDEEstimator(opts).fit(x, dt=0.1, variables=names)
+        fits.append((est.fetch_model().state_arrays(), est.history_, est.summary_))
+    ref = fits[0]
+    assert ref[2]["epochs"] < 120 or len(set(ref[2]["validation_loss"])) > 1
+    for arrays, hist, summary in fits[1:]:
+        assert arrays.keys() == ref[0].keys()
+        for k in arrays:
+            assert np.array_equal(arrays[k], ref[0][k]), k
+        assert hist == ref[1]
+        assert summary["validation_loss"] == ref[2]["validation_loss"]
+        assert summary["epochs"] == ref[2]["epochs"]
+        assert summary.get("fast_scale_covariance") == ref[2].get("fast_scale_covariance")
+
+
+def test_a_failing_member_group_stops_the_others(monkeypatch):
+    """An error in one group's thread reaches the caller and releases the groups waiting for it
+    at the next check (no hang)."""
+    import threading
+
+    from multiscale.surrogate import _train
+
+    real = _train.member_moments
+    calls = {"worker": 0}
+
+    def failing(model, x, lag, order):
+        if threading.current_thread() is not threading.main_thread():
+            calls["worker"] += 1
+            if calls["worker"] > 30:
+                raise FloatingPointError("injected failure in a worker group")
+        return real(model, x, lag, order)
+
+    monkeypatch.setattr(_train, "member_moments", failing)
+    x = np.cumsum(np.random.default_rng(0).normal(size=(4, 400, 1)), axis=1) * 0.1
+    opts = SurrogateOptions(members=4, hidden=(4,), epochs=200, patience=0, workers=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LagWarning)
+        with pytest.raises(FloatingPointError, match="injected"):
+            EffectiveSDEEstimator(opts).fit(x, dt=0.1, variables=["x"])
+    assert threading.active_count() == 1 or all(
+        not t.name.startswith("Thread") or not t.is_alive() for t in threading.enumerate()
+        if t is not threading.main_thread())

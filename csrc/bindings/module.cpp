@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "../cpu/average_cpu.h"
+#include "../cpu/jet_cpu.h"
 #include "../cpu/passage_cpu.h"
 #include "../cpu/simulate_cpu.h"
 #include "../cuda/simulate_cuda.h"
@@ -36,6 +37,100 @@ namespace {
 
 template <class T>
 using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+
+// The tanh jet (surrogate/tanh_jet.h) on C-contiguous float32 or float64 arrays: a (rows, w),
+// da (rows, m, w), d2a (rows, m, m, w) or None. Shapes and dtypes are checked here, so the kernel
+// only sees consistent buffers.
+struct JetShape {
+  int64_t rows;
+  int m, w;
+};
+
+JetShape jet_shape(const py::array& a, const py::array& da, const py::object& d2a) {
+  if (a.ndim() < 1 || da.ndim() != a.ndim() + 1)
+    throw std::invalid_argument("tanh_jet: a must be (..., w) and da (..., m, w)");
+  const int nd = static_cast<int>(a.ndim());
+  JetShape s{1, static_cast<int>(da.shape(nd - 1)), static_cast<int>(a.shape(nd - 1))};
+  for (int i = 0; i < nd - 1; ++i) {
+    if (da.shape(i) != a.shape(i)) throw std::invalid_argument("tanh_jet: a and da have different leading shapes");
+    s.rows *= a.shape(i);
+  }
+  if (da.shape(nd) != s.w) throw std::invalid_argument("tanh_jet: a and da have different widths");
+  if (s.m < 1 || s.w < 1) throw std::invalid_argument("tanh_jet: m and w must be positive");
+  if (!d2a.is_none()) {
+    const auto b = py::cast<py::array>(d2a);
+    if (b.ndim() != nd + 2 || b.shape(nd - 1) != s.m || b.shape(nd) != s.m || b.shape(nd + 1) != s.w)
+      throw std::invalid_argument("tanh_jet: d2a must be (..., m, m, w)");
+    for (int i = 0; i < nd - 1; ++i)
+      if (b.shape(i) != a.shape(i)) throw std::invalid_argument("tanh_jet: d2a has a different leading shape");
+  }
+  return s;
+}
+
+template <class Real>
+const Real* jet_in(const py::object& x, const char* name) {
+  if (x.is_none()) return nullptr;
+  auto a = py::cast<py::array>(x);
+  if (!py::isinstance<py::array_t<Real>>(a) || !(a.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string("tanh_jet: ") + name + " must be C-contiguous with the dtype of a");
+  return static_cast<const Real*>(a.data());
+}
+
+template <class Real>
+py::tuple tanh_jet_impl(const py::array& a, const py::array& da, const py::object& d2a, int threads) {
+  const JetShape s = jet_shape(a, da, d2a);
+  const Real* pa = jet_in<Real>(a, "a");
+  const Real* pda = jet_in<Real>(da, "da");
+  const Real* pd2a = jet_in<Real>(d2a, "d2a");
+  std::vector<py::ssize_t> sh(a.shape(), a.shape() + a.ndim());
+  py::array_t<Real> t(sh);
+  sh.insert(sh.end() - 1, s.m);
+  py::array_t<Real> dh(sh);
+  sh.insert(sh.end() - 1, s.m);
+  py::array_t<Real> d2h(sh);
+  Real *pt = t.mutable_data(), *pdh = dh.mutable_data(), *pd2h = d2h.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ms::cpu::tanh_jet<Real>(s.rows, s.m, s.w, pa, pda, pd2a, pt, pdh, pd2h, threads);
+  }
+  return py::make_tuple(t, dh, d2h);
+}
+
+template <class Real>
+py::tuple tanh_jet_backward_impl(const py::array& t, const py::array& da, const py::object& d2a,
+                                 const py::array& gt, const py::array& gdh, const py::array& gd2h, int threads) {
+  const JetShape s = jet_shape(t, da, d2a);
+  jet_shape(gt, gdh, gd2h);
+  if (gt.size() != t.size() || gdh.size() != da.size() || gd2h.size() != da.size() * s.m)
+    throw std::invalid_argument("tanh_jet_backward: the cotangents do not match the forward's shapes");
+  const Real *pt = jet_in<Real>(t, "t"), *pda = jet_in<Real>(da, "da"), *pd2a = jet_in<Real>(d2a, "d2a");
+  const Real *pgt = jet_in<Real>(gt, "gt"), *pgdh = jet_in<Real>(gdh, "gdh"), *pgd2h = jet_in<Real>(gd2h, "gd2h");
+  std::vector<py::ssize_t> sh(t.shape(), t.shape() + t.ndim());
+  py::array_t<Real> ga(sh);
+  sh.insert(sh.end() - 1, s.m);
+  py::array_t<Real> gda(sh);
+  sh.insert(sh.end() - 1, s.m);
+  py::object gd2a = py::none();
+  Real* pgd2a = nullptr;
+  if (!d2a.is_none()) {
+    py::array_t<Real> g(sh);
+    pgd2a = g.mutable_data();
+    gd2a = g;
+  }
+  Real *pga = ga.mutable_data(), *pgda = gda.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ms::cpu::tanh_jet_backward<Real>(s.rows, s.m, s.w, pt, pda, pd2a, pgt, pgdh, pgd2h, pga, pgda, pgd2a, threads);
+  }
+  return py::make_tuple(ga, gda, gd2a);
+}
+
+bool is_float32(const py::array& a) {
+  if (py::isinstance<py::array_t<float>>(a)) return true;
+  if (py::isinstance<py::array_t<double>>(a)) return false;
+  throw std::invalid_argument("tanh_jet: arrays must be float32 or float64");
+}
 
 bool have_cuda() {
 #ifdef MULTISCALE_HAVE_CUDA
@@ -615,6 +710,31 @@ steps; threads; device.
 Returns a dict: outcome (n,) int8 outcome codes (outcome_codes(); unfinished paths of an
 interrupted run report MAX_STEPS), steps (n,) int64 steps taken, xi_max (n,) float64 the largest
 xi at the step ends (start included).)doc");
+
+  // Taylor-mode jet of tanh for the trajectory trainer's second-order moments.
+  m.def(
+      "tanh_jet",
+      [](const py::array& a, const py::array& da, const py::object& d2a, int threads) {
+        return is_float32(a) ? tanh_jet_impl<float>(a, da, d2a, threads)
+                             : tanh_jet_impl<double>(a, da, d2a, threads);
+      },
+      py::arg("a"), py::arg("da"), py::arg("d2a"), py::arg("threads") = 1,
+      R"doc(Value and first and second derivatives of h = tanh(a) along m directions
+(surrogate/tanh_jet.h): a (..., w), da (..., m, w), d2a (..., m, m, w) or None (zero), all
+C-contiguous float32 or float64 of one dtype. Returns (t, dh, d2h) of the shapes of (a, da, d2a):
+t = tanh(a), dh_k = s da_k, d2h_kl = s d2a_kl - 2 t s da_k da_l with s = 1 - t^2. Rows split over
+threads; the numbers do not depend on it.)doc");
+  m.def(
+      "tanh_jet_backward",
+      [](const py::array& t, const py::array& da, const py::object& d2a, const py::array& gt,
+         const py::array& gdh, const py::array& gd2h, int threads) {
+        return is_float32(t) ? tanh_jet_backward_impl<float>(t, da, d2a, gt, gdh, gd2h, threads)
+                             : tanh_jet_backward_impl<double>(t, da, d2a, gt, gdh, gd2h, threads);
+      },
+      py::arg("t"), py::arg("da"), py::arg("d2a"), py::arg("gt"), py::arg("gdh"), py::arg("gd2h"),
+      py::arg("threads") = 1,
+      R"doc(Vector-Jacobian product of tanh_jet: t (the forward's tanh(a)), da, d2a (or None) and
+the cotangents gt, gdh, gd2h of (t, dh, d2h). Returns (ga, gda, gd2a) (gd2a None when d2a is).)doc");
 
   // The kernels' vectorisable elementary functions (elementary.h), for their accuracy tests.
   m.def(

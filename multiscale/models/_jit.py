@@ -27,7 +27,8 @@ from types import ModuleType
 
 from .._errors import ModelCompileError
 
-_TUS = ("bindings/module.cpp", "cpu/simulate_cpu.cpp", "cpu/average_cpu.cpp", "cpu/passage_cpu.cpp")
+_TUS = ("bindings/module.cpp", "cpu/simulate_cpu.cpp", "cpu/average_cpu.cpp", "cpu/passage_cpu.cpp",
+        "cpu/jet_cpu.cpp")
 _FLAGS = ("-O3", "-DNDEBUG", "-std=gnu++17", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-march=native",
           "-fopenmp", "-fvisibility=hidden")
 _LOADED: dict[str, ModuleType] = {}

@@ -3,8 +3,8 @@ from .._errors import LagWarning, StateRolesWarning, SurrogateFormatError
 from ._io import load_surrogate, save_surrogate
 from ._model import EffectiveSDE
 from ._options import DiffusionForm, SurrogateOptions, TrajectoryMethod
-from ._train import EffectiveSDEEstimator, choose_lag, lag_ladder
+from ._train import EffectiveSDEEstimator, choose_lag, lag_ladder, member_groups
 
 __all__ = ["DiffusionForm", "EffectiveSDE", "EffectiveSDEEstimator", "LagWarning", "StateRolesWarning", "SurrogateFormatError",
-           "SurrogateOptions", "TrajectoryMethod", "choose_lag", "lag_ladder", "load_surrogate",
+           "SurrogateOptions", "TrajectoryMethod", "choose_lag", "lag_ladder", "load_surrogate", "member_groups",
            "save_surrogate"]

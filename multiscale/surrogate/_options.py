@@ -84,6 +84,13 @@ class SurrogateOptions:
         Torch intra-op threads during training (default 1: the members are one batched
         network, and intra-op threads on its small matrices spin against other work on a
         shared machine; ``None`` keeps torch's setting).
+    workers : int
+        Threads of the trajectories pathway (default 2). Its members train in lock-step groups
+        of about five (two groups from four members; ``multiscale.surrogate.member_groups``),
+        a thread each, at most ``workers`` of them computing at once. The groups depend on
+        ``members`` only, so the fitted model does not depend on ``workers``; each group's
+        products run on one core, which is how training uses several cores without intra-op
+        threads (see ``threads``).
     progress : bool
         Print a progress line (a bar on a terminal).
     """
@@ -105,6 +112,7 @@ class SurrogateOptions:
     precision: Precision = Precision.FLOAT32
     euler_warmup: float = 0.5
     threads: int | None = 1
+    workers: int = 2
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -141,3 +149,4 @@ class SurrogateOptions:
             raise ValueError(f"euler_warmup={w!r} must be in [0, 1)")
         if self.threads is not None:
             set_(self, "threads", integer("threads", self.threads, 1))
+        set_(self, "workers", integer("workers", self.workers, 1))

@@ -1,9 +1,12 @@
 """Fitting :class:`EffectiveSDE` to averaged-drift estimates or to coarse slow trajectories."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import os
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict
@@ -241,7 +244,7 @@ class EffectiveSDEEstimator:
             return (chi * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
         t0 = time.perf_counter()
-        self._train(model, losses, train_w, val_w if val.any() else None, full_batch=True)
+        self._set_training(self._train(model, losses, train_w, val_w if val.any() else None, full_batch=True))
         self._finish(model, source, "estimates", {"n_points": M, "n_dropped": n_drop}, t0, None)
         return self
 
@@ -324,63 +327,72 @@ class EffectiveSDEEstimator:
         train_w = torch.as_tensor(np.where(held[:, blk], 0.0, w), dtype=fdt)
         val_w = torch.as_tensor(held[:, blk].astype(float), dtype=fdt)
         # The second-order moments after an Euler warm-up (about 4x cheaper per step).
-        phase = {"order": 2 if o.method is TrajectoryMethod.MULTISCALE else 1}
+        order = 2 if o.method is TrajectoryMethod.MULTISCALE else 1
         switch_at = None
-        if phase["order"] == 2 and o.euler_warmup > 0:
-            phase["order"], switch_at = 1, max(1, int(round(o.euler_warmup * o.epochs)))
+        if order == 2 and o.euler_warmup > 0:
+            switch_at = max(1, int(round(o.euler_warmup * o.epochs)))
         # Lag-independent covariance C = R R^T (per member): the fast-scale fluctuation of X.
         fast_cov = None
         if o.method is TrajectoryMethod.MULTISCALE:
             fast_cov = torch.nn.Parameter(torch.zeros((E, m * (m + 1) // 2), dtype=fdt))
         tril = torch.tril_indices(m, m)
         c_scale = torch.as_tensor(np.sqrt(c0), dtype=fdt)  # C = (c_scale R)(c_scale R)^T, R = I at the start
-
-        def fast_matrix() -> torch.Tensor:
-            R = torch.zeros(E, m, m, dtype=fdt)
-            R[:, tril[0], tril[1]] = fast_cov
-            R = torch.tril(R, -1) + torch.diag_embed(torch.exp(torch.diagonal(R, dim1=-2, dim2=-1)))
-            return (c_scale[:, None] * R) @ (c_scale[:, None] * R).transpose(-1, -2)
-
-        def nll_sums(idx: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """Weighted sums of the negative log-likelihood over pairs ``idx`` and of the weights."""
-            xb, db, lb, wb = X0[idx], dX[idx], L[idx], weights[:, idx]
-            mu, cov = member_moments(model, xb, lb, phase["order"])
-            if fast_cov is not None:
-                cov = cov + fast_matrix()[:, None]
-            chol, info = torch.linalg.cholesky_ex(cov)
-            if bool((info != 0).any()):  # a second-order covariance can lose definiteness: Euler's
-                _, cov1 = member_moments(model, xb, lb, 1)
-                if fast_cov is not None:
-                    cov1 = cov1 + fast_matrix()[:, None]
-                chol = torch.linalg.cholesky(torch.where((info != 0)[..., None, None], cov1, cov))
-            r = (db - mu)[..., None]
-            sol = torch.linalg.solve_triangular(chol, r, upper=False)[..., 0]
-            logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-            per = 0.5 * (logdet + (sol**2).sum(-1)) + 0.5 * m * math.log(2 * math.pi)
-            return (per * wb).sum(1), wb.sum(1)
-
         # Validation: a fixed random subset of the pairs, evaluated in chunks.
         n_pairs = X0.shape[0]
         eval_idx = torch.as_tensor(np.sort(rng.permutation(n_pairs)[:min(n_pairs, 16384)]))
 
-        def nll(idx: torch.Tensor | None, weights: torch.Tensor) -> torch.Tensor:
-            if idx is not None:
-                tot, wsum = nll_sums(idx, weights)
-            else:
-                tot = wsum = 0.0
-                for chunk in torch.split(eval_idx, o.batch_size):
-                    t_, w_ = nll_sums(chunk, weights)
-                    tot, wsum = tot + t_, wsum + w_
-            return tot / torch.as_tensor(wsum).clamp_min(1.0)
+        def make_loss(net: EffectiveSDE, fcov: torch.nn.Parameter | None):
+            """The loss of the members of ``net`` (a group, or all of them) with their ``C``
+            parameters ``fcov``: ``(nll, switch_to_second_order, fast_matrix)``."""
+            phase = {"order": 1 if switch_at else order}
 
-        extra = [fast_cov] if fast_cov is not None else []
+            def fast_matrix() -> torch.Tensor:
+                R = torch.zeros(fcov.shape[0], m, m, dtype=fdt)
+                R[:, tril[0], tril[1]] = fcov
+                R = torch.tril(R, -1) + torch.diag_embed(torch.exp(torch.diagonal(R, dim1=-2, dim2=-1)))
+                return (c_scale[:, None] * R) @ (c_scale[:, None] * R).transpose(-1, -2)
+
+            def nll_sums(idx: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                """Weighted sums of the negative log-likelihood over pairs ``idx`` and of the weights."""
+                xb, db, lb, wb = X0[idx], dX[idx], L[idx], weights[:, idx]
+                mu, cov = member_moments(net, xb, lb, phase["order"])
+                C = fast_matrix()[:, None] if fcov is not None else 0.0
+                cov = cov + C
+                if m == 1:  # scalar variances: no batched 1x1 factorisations
+                    var = cov[..., 0, 0]
+                    if bool((var <= 0).any()):  # a second-order variance can turn negative: Euler's
+                        var1 = (member_moments(net, xb, lb, 1)[1] + C)[..., 0, 0]
+                        var = torch.where(var > 0, var, var1)
+                    per = 0.5 * (torch.log(var) + (db[:, 0] - mu[..., 0]) ** 2 / var + math.log(2 * math.pi))
+                    return (per * wb).sum(1), wb.sum(1)
+                chol, info = torch.linalg.cholesky_ex(cov)
+                if bool((info != 0).any()):  # a second-order covariance can lose definiteness: Euler's
+                    cov1 = member_moments(net, xb, lb, 1)[1] + C
+                    chol = torch.linalg.cholesky(torch.where((info != 0)[..., None, None], cov1, cov))
+                r = (db - mu)[..., None]
+                sol = torch.linalg.solve_triangular(chol, r, upper=False)[..., 0]
+                logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+                per = 0.5 * (logdet + (sol**2).sum(-1)) + 0.5 * m * math.log(2 * math.pi)
+                return (per * wb).sum(1), wb.sum(1)
+
+            def nll(idx: torch.Tensor | None, weights: torch.Tensor) -> torch.Tensor:
+                if idx is not None:
+                    tot, wsum = nll_sums(idx, weights)
+                else:
+                    tot = wsum = 0.0
+                    for chunk in torch.split(eval_idx, o.batch_size):
+                        t_, w_ = nll_sums(chunk, weights)
+                        tot, wsum = tot + t_, wsum + w_
+                return tot / torch.as_tensor(wsum).clamp_min(1.0)
+
+            return nll, (lambda: phase.update(order=2)), fast_matrix
+
         t0 = time.perf_counter()
         buffers = {k: v.clone() for k, v in model.named_buffers()}
         model.to(fdt)
         try:
-            self._train(model, nll, train_w, val_w if held.any() else None, full_batch=False,
-                        n_data=X0.shape[0], extra=extra, rng=rng,
-                        switch=(switch_at, lambda: phase.update(order=2)) if switch_at else None)
+            self._train_groups(model, make_loss, fast_cov, train_w, val_w if held.any() else None,
+                               n_data=X0.shape[0], rng=rng, switch_at=switch_at)
         finally:
             model.to(torch.float64)
             with torch.no_grad():  # the scaling as computed, not rounded through float32
@@ -392,7 +404,7 @@ class EffectiveSDEEstimator:
                 "method": o.method.value, "n_pairs": int(X0.shape[0]),
                 "lag_rule": _rule_info(ladder, rule, h)}
         if fast_cov is not None:
-            C = fast_matrix().detach().double().numpy()
+            C = make_loss(model, fast_cov)[2]().detach().double().numpy()
             info["fast_scale_covariance"] = C.mean(0).tolist()
             model.provenance["fast_scale_covariance"] = C.mean(0).tolist()
         self._finish(model, source, "trajectories", info, t0, lagt)
@@ -405,19 +417,100 @@ class EffectiveSDEEstimator:
         return EffectiveSDE(m, members=o.members, hidden=o.hidden, diffusion=o.diffusion,
                             gradient=o.gradient, names=names, seed=o.seed)
 
+    def _train_groups(self, model: EffectiveSDE, make_loss, fast_cov: torch.nn.Parameter | None,
+                      train_w: torch.Tensor, val_w: torch.Tensor | None, *, n_data: int,
+                      rng: np.random.Generator, switch_at: int | None) -> None:
+        """Mini-batch training of the members in groups (:func:`member_groups`), a thread each,
+        at most ``options.workers`` of them computing at once.
+
+        Each group is an ensemble of its own (a copy of its members' parameters, its own Adam)
+        that draws the same mini-batches; the groups meet at every validation check to take the
+        decisions that concern all members (go on to the second phase, stop) together. The
+        groups depend on the number of members only, so the fitted model is the same for every
+        ``workers`` (torch's batched products round a member's numbers differently in batches of
+        different sizes). Threads, not torch's intra-op threads: each product stays on one core,
+        and a group waits for the others (at a check, or for a free worker) by blocking, not
+        spinning, when the machine is busy.
+        """
+        E = model.members
+        G = member_groups(E)
+        sync = _Lockstep(G, min(self.options.workers, G)) if G > 1 else None
+        bounds = [round(g * E / G) for g in range(G + 1)]
+        jobs = []
+        for g in range(G):
+            sel = slice(bounds[g], bounds[g + 1])
+            net, fcov = model, fast_cov
+            if G > 1:  # the group's own copy of its members
+                net = EffectiveSDE(model.dim, members=sel.stop - sel.start, hidden=model.hidden,
+                                   diffusion=model.diffusion_form, gradient=model.gradient, names=model.names,
+                                   seed=model.seed).to(model.x_mean.dtype)
+                with torch.no_grad():
+                    for p, q in zip(model.parameters(), net.parameters()):
+                        q.copy_(p[sel])  # every parameter's leading axis is the member axis
+                    for p, q in zip(model.buffers(), net.buffers()):
+                        q.copy_(p)
+                fcov = torch.nn.Parameter(fast_cov.detach()[sel].clone()) if fast_cov is not None else None
+            loss, to_second, _ = make_loss(net, fcov)
+            jobs.append((sel, net, fcov, (net, loss, train_w[sel], None if val_w is None else val_w[sel]), dict(
+                full_batch=False, n_data=n_data, extra=[fcov] if fcov is not None else [],
+                rng=copy.deepcopy(rng) if G > 1 else rng, switch=(switch_at, to_second) if switch_at else None,
+                sync=sync, group=g)))
+        results: list[Any] = [None] * G
+        errors: list[BaseException] = []
+
+        def run(g: int) -> None:
+            try:
+                results[g] = self._train(*jobs[g][3], **jobs[g][4])
+            except BaseException as err:  # noqa: BLE001 - re-raised by the caller's thread
+                if sync is None:
+                    raise
+                if not isinstance(err, threading.BrokenBarrierError):
+                    errors.append(err)
+                sync.abort()
+
+        threads = [threading.Thread(target=run, args=(g,), daemon=True) for g in range(1, G)]
+        for t in threads:
+            t.start()
+        try:
+            run(0)
+            for t in threads:
+                t.join()
+        except BaseException:  # interrupted while waiting: release the other groups, then unwind
+            if sync is not None:
+                sync.abort()
+            raise
+        if errors:
+            raise errors[0]
+        if G > 1:
+            with torch.no_grad():
+                for sel, net, fcov, _, _ in jobs:
+                    for p, q in zip(model.parameters(), net.parameters()):
+                        p[sel] = q
+                    if fcov is not None:
+                        fast_cov[sel] = fcov
+        hist, epoch, _ = results[0]
+        self._set_training((hist, epoch, [v for r in results for v in r[2]]))
+
+    def _set_training(self, result: tuple[dict, int, list[float]]) -> None:
+        self.history_, self._epochs, self._best_val = result
+
     def _train(self, model: EffectiveSDE, loss_fn, train_w: torch.Tensor, val_w: torch.Tensor | None,
                *, full_batch: bool, n_data: int = 0, extra: list | None = None,
                rng: np.random.Generator | None = None,
-               switch: tuple[int, Any] | None = None) -> None:
+               switch: tuple[int, Any] | None = None, sync: "_Lockstep | None" = None,
+               group: int = 0) -> tuple[dict, int, list[float]]:
         """Adam with per-member early stopping on the held-out loss (best state kept per member),
         then L-BFGS for full-batch problems, kept per member only where it improves validation.
 
         Each member's early stop is its own: its best state is taken over its own window, not
         moved by the members still improving. ``switch = (step, fn)``: at that step (or when every member has stopped
         before it) ``fn()`` changes the loss, and the best states and patience start over.
+        ``sync``: this is group ``group`` of a lock-step run (see :meth:`_train_groups`); the
+        history and the all-members decisions are taken over every group's members.
+        Returns the history, the last step and the best validation loss per member.
         """
         o = self.options
-        E = o.members
+        E = model.members
         params = list(model.parameters()) + list(extra or [])
         opt = torch.optim.Adam(params, lr=o.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(o.epochs, 1), eta_min=o.lr * 0.02)
@@ -433,39 +526,41 @@ class EffectiveSDEEstimator:
         stopped = torch.zeros(E, dtype=torch.bool)
         switch_at, switch_fn = switch if switch is not None else (None, None)
         hist: dict[str, list[float]] = {"epoch": [], "train": [], "val": []}
-        bar = _Progress(o.progress, o.epochs, "train")
+        bar = _Progress(o.progress and group == 0, o.epochs, "train")
+        turn = sync.turn if sync is not None else contextlib.nullcontext()
         check_every = 1 if full_batch else 25
         batch = min(o.batch_size, n_data) if not full_batch else 0
         epoch = 0
         for epoch in range(1, o.epochs + 1):
-            if switch_at is not None and epoch > switch_at:
-                switch_fn()
-                switch_at = None
-                with torch.no_grad():  # the second phase starts from each member's best state
-                    for p, bp in zip(params, best):
-                        p.copy_(bp)
-                best_val.fill_(math.inf)
-                since.zero_()
-                stopped.zero_()
-            idx = None
-            if not full_batch and batch < n_data:
-                idx = torch.as_tensor(rng.integers(0, n_data, batch))
-            opt.zero_grad(set_to_none=True)
-            tr = loss_fn(idx, train_w) if not full_batch else loss_fn(train_w)
-            loss = tr.sum() + penalty().sum()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch}; "
-                                         "lower SurrogateOptions.lr or check the data")
-            loss.backward()
-            opt.step()
-            sched.step()
-            if epoch % check_every and epoch != o.epochs:
-                continue
-            with torch.no_grad():
-                if val_w is not None:
-                    v = loss_fn(None, val_w) if not full_batch else loss_fn(val_w)
-                else:
-                    v = (loss_fn(None, train_w) if not full_batch else tr).detach()
+            with turn:  # a worker while this group computes (lock-step groups)
+                if switch_at is not None and epoch > switch_at:
+                    switch_fn()
+                    switch_at = None
+                    with torch.no_grad():  # the second phase starts from each member's best state
+                        for p, bp in zip(params, best):
+                            p.copy_(bp)
+                    best_val.fill_(math.inf)
+                    since.zero_()
+                    stopped.zero_()
+                idx = None
+                if not full_batch and batch < n_data:
+                    idx = torch.as_tensor(rng.integers(0, n_data, batch))
+                opt.zero_grad(set_to_none=True)
+                tr = loss_fn(idx, train_w) if not full_batch else loss_fn(train_w)
+                loss = tr.sum() + penalty().sum()
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch}; "
+                                             "lower SurrogateOptions.lr or check the data")
+                loss.backward()
+                opt.step()
+                sched.step()
+                if epoch % check_every and epoch != o.epochs:
+                    continue
+                with torch.no_grad():
+                    if val_w is not None:
+                        v = loss_fn(None, val_w) if not full_batch else loss_fn(val_w)
+                    else:
+                        v = (loss_fn(None, train_w) if not full_batch else tr).detach()
             v = v.detach().double()
             improved = (v < best_val - 1e-9 * v.abs()) & ~stopped
             for p, bp in zip(params, best):  # every leading axis is the member axis
@@ -474,13 +569,16 @@ class EffectiveSDEEstimator:
             since = torch.where(improved, torch.zeros_like(since), since + check_every)
             if o.patience:
                 stopped |= since >= o.patience
+            tr_all, v_all, stopped_all = tr.detach(), v, stopped
+            if sync is not None:  # every group's members, in member order
+                tr_all, v_all, stopped_all = (torch.cat(x) for x in zip(*sync.exchange(group, (tr_all, v_all, stopped))))
             hist["epoch"].append(epoch)
-            hist["train"].append(float(tr.detach().sum()))
-            hist["val"].append(float(v.sum()))
+            hist["train"].append(float(tr_all.sum()))
+            hist["val"].append(float(v_all.sum()))
             bar.update(epoch, f"step {epoch}/{o.epochs}{' (Euler warm-up)' if switch_at is not None else ''} "
-                              f"{E} members ({int(stopped.sum())} stopped): loss {float(tr.detach().sum()):.4g} "
-                              f"val {float(v.sum()):.4g}")
-            if bool(stopped.all()):
+                              f"{stopped_all.numel()} members ({int(stopped_all.sum())} stopped): "
+                              f"loss {float(tr_all.sum()):.4g} val {float(v_all.sum()):.4g}")
+            if bool(stopped_all.all()):
                 if switch_at is None:
                     break
                 switch_at = epoch  # every member has stopped: go on to the second phase now
@@ -507,10 +605,8 @@ class EffectiveSDEEstimator:
                 for p, bp in zip(params, best):
                     p.copy_(torch.where(keep.reshape(-1, *[1] * (p.ndim - 1)), p, bp))
                 best_val = torch.where(keep, v, best_val)
-        self.history_ = hist
-        self._epochs = epoch
-        self._best_val = best_val.tolist()
         bar.close(f"{epoch} epochs, validation loss per member {np.round(best_val.numpy(), 4).tolist()}")
+        return hist, epoch, best_val.tolist()
 
     def _finish(self, model: EffectiveSDE, source: dict, pathway: str, info: dict, t0: float,
                 lag: float | None) -> None:
@@ -526,6 +622,39 @@ class EffectiveSDEEstimator:
         self.lag_ = lag
         self.summary_ = {"pathway": pathway, "epochs": self._epochs, "seconds": seconds,
                          "validation_loss": self._best_val, **info}
+
+
+def member_groups(members: int) -> int:
+    """Number of lock-step groups the members of a trajectories fit train in: about five
+    members a group, and two groups from four members (so two cores are used); the groups are
+    contiguous runs of members whose sizes differ by at most one.
+
+    >>> [member_groups(e) for e in (2, 3, 4, 9, 10, 11, 20)]
+    [1, 1, 2, 2, 2, 3, 4]
+    """
+    return max(min(2, members // 2), -(-members // 5))
+
+
+class _Lockstep:
+    """The meeting point of lock-step training groups: each group posts its value and waits for
+    the others (blocking, not spinning); every group then reads all the values in group order.
+    ``workers``: how many groups may compute at once (:meth:`turn`)."""
+
+    def __init__(self, groups: int, workers: int) -> None:
+        self._barrier = threading.Barrier(groups)
+        self._slots: list[Any] = [None] * groups
+        self.turn = threading.BoundedSemaphore(workers)  # held while a group computes a step
+
+    def exchange(self, group: int, value: Any) -> list[Any]:
+        self._slots[group] = value
+        self._barrier.wait()
+        out = list(self._slots)
+        self._barrier.wait()  # nobody posts the next round's value before everyone has read this one
+        return out
+
+    def abort(self) -> None:
+        """Release the groups waiting here (they raise ``BrokenBarrierError``): one has failed."""
+        self._barrier.abort()
 
 
 def _slow_names(ds: xr.Dataset, names: list[str]) -> list[str]:
