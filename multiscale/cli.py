@@ -103,7 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None, help="maximum Adam epochs / steps")
     t.add_argument("--lbfgs-steps", type=int, default=None, help="maximum L-BFGS steps after Adam")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: the cores are used across members, see --workers)")
+    t.add_argument("--workers", type=int, default=2,
+                   help="member groups trained at once, a thread each (trajectories; the model does not depend on it)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--out", required=True, help="output surrogate file (.h5)")
 
@@ -290,7 +293,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     kw = {k: v for k, v in (("epochs", a.epochs), ("lbfgs_steps", a.lbfgs_steps)) if v is not None}
     opts = SurrogateOptions(members=a.members, hidden=hidden, diffusion=DiffusionForm(a.diffusion),
                             gradient=a.gradient, method=TrajectoryMethod(a.method), seed=a.seed,
-                            threads=a.threads, progress=not a.quiet, **kw)
+                            threads=a.threads, workers=a.workers, progress=not a.quiet, **kw)
     variables = None if a.variables is None else [v.strip() for v in a.variables.split(",")]
     t0 = time.perf_counter()
     est = EffectiveSDEEstimator(opts).fit(path, lag=a.lag, variables=variables)

@@ -458,12 +458,17 @@ def test_fit_from_files_and_cli_train(tmp_path, avg1a, traj3a, capsys):
     traj_path = tmp_path / "traj.nc"
     ms.save_dataset(traj3a.isel(realization=slice(0, 8)), traj_path)
     rc = cli_main(["train", "--data", str(traj_path), "--from-trajectories", "--lag", "0.08", "--members", "2",
-                   "--hidden", "8", "--epochs", "20", "--quiet", "--out", str(tmp_path / "t.h5")])
+                   "--hidden", "8", "--epochs", "20", "--workers", "1", "--quiet", "--out", str(tmp_path / "t.h5")])
     assert rc == 0
     assert "lag 0.08 (multiscale)" in capsys.readouterr().out
     sde = load_surrogate(tmp_path / "t.h5")
     assert sde.provenance["source"]["file"].endswith("traj.nc")
     assert sde.provenance["lag"] == pytest.approx(0.08)
+    # One torch thread by default (no intra-op threads spinning against other work).
+    assert sde.provenance["options"]["threads"] == 1 and sde.provenance["options"]["workers"] == 1
+    assert cli_main(["train", "--data", str(traj_path), "--from-trajectories", "--workers", "0",
+                     "--out", str(out)]) == 2
+    assert "workers=0" in capsys.readouterr().err
     # Wrong kind of data, bad flags: exit code 2 and a message naming the problem.
     assert cli_main(["train", "--data", str(traj_path), "--from-estimates", "--out", str(out)]) == 2
     assert "no averaged estimates" in capsys.readouterr().err

@@ -168,12 +168,13 @@ def run_average(spec: CampaignSpec, task: Task, *, device: str, threads: int | N
 def run_train(spec: CampaignSpec, task: Task, store: Store, inputs: xr.Dataset) -> xr.Dataset:
     """Train the grid point's effective SDE on its merged phase-0 results; the surrogate goes
     to ``surrogates/<point>.h5`` and its drift and diffusion at the evaluation points into the
-    task result. Torch runs on one thread so the numbers do not depend on the machine's cores."""
+    task result. Torch runs on one thread, and the member groups one at a time unless the spec
+    says otherwise (``workers``): a rank is one core's work."""
     from ..surrogate import EffectiveSDEEstimator, SurrogateOptions, save_surrogate
 
     t = spec.train
     seed = spec.derived_seed(task.point, "train") % 2**63
-    opts = SurrogateOptions(**dict(t.options), seed=seed, threads=1, progress=False)
+    opts = SurrogateOptions(**{"workers": 1, **dict(t.options)}, seed=seed, threads=1, progress=False)
     dropped = 0
     if "status" in inputs:  # trajectories: failed paths (NaN after their failure) are left out
         bad = inputs["status"].values != 0
