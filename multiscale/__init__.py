@@ -19,8 +19,8 @@ from .simulate import FastStep, Histogram, Observables, Precision, resimulate, s
 __version__ = build_info()["version"]
 
 # The learning layer needs torch, whose import takes seconds: load it on first use.
-_SURROGATE = ("DiffusionForm", "EffectiveSDE", "EffectiveSDEEstimator", "SurrogateOptions", "TrajectoryMethod",
-              "load_surrogate", "save_surrogate")
+_SURROGATE = ("DiffusionForm", "EffectiveSDE", "EffectiveSDEEstimator", "LocalClosureEstimator", "LocalEffectiveSDE",
+              "RingClosure", "SurrogateOptions", "TrajectoryMethod", "load_surrogate", "save_surrogate")
 
 
 def __getattr__(name: str):

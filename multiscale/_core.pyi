@@ -229,6 +229,51 @@ def passage_surrogate(
     threads: int,
     device: int,
 ) -> _PassageResult: ...
+class _LocalResult(TypedDict):
+    final_state: npt.NDArray[Any]
+    trajectory: npt.NDArray[Any]
+    status: _I8
+    fail_step: _I64
+    interrupted: bool
+
+def simulate_local_float64(
+    sites: int,
+    stencil: int,
+    members: int,
+    member: int,
+    hidden: npt.NDArray[np.int32],
+    params: _F64,
+    resolved_fn: int,
+    resolved_params: _F64,
+    dt: float,
+    n_steps: int,
+    seed: int,
+    path_offset: int,
+    step_offset: int,
+    x_init: npt.NDArray[np.float64],
+    save_steps: _I64,
+    threads: int,
+) -> _LocalResult: ...
+def simulate_local_float32(
+    sites: int,
+    stencil: int,
+    members: int,
+    member: int,
+    hidden: npt.NDArray[np.int32],
+    params: _F64,
+    resolved_fn: int,
+    resolved_params: _F64,
+    dt: float,
+    n_steps: int,
+    seed: int,
+    path_offset: int,
+    step_offset: int,
+    x_init: npt.NDArray[np.float32],
+    save_steps: _I64,
+    threads: int,
+) -> _LocalResult: ...
+def local_lanes(dtype: str) -> int: ...
+
 _Real = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
 def tanh_jet(a: _Real, da: _Real, d2a: _Real | None, threads: int = 1) -> tuple[_Real, _Real, _Real]: ...

@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "configured one")
     r.add_argument("--out", default="multiscale-run", help="output folder")
     r.add_argument("--config", default=None, help="TOML file with a [run] table (see multiscale.pipeline.RunConfig)")
-    _add_model(r, "catalogue model with one slow variable", required=False)
+    _add_model(r, "catalogue model (one slow variable, or several: lorenz96)", required=False)
     r.add_argument("--param", action="append", type=_kv, default=[], metavar="NAME=VALUE")
     r.add_argument("--eps", type=float, default=None)
     r.add_argument("--dt", type=float, default=None)
@@ -314,7 +314,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from .pipeline import RunConfig, run_pipeline
+    from .pipeline import DEFAULT_MODEL, RunConfig, run_pipeline
 
     over = {"model": _model(a), "eps": a.eps, "dt": a.dt, "seed": a.seed, "threads": a.threads}
     if a.param:
@@ -322,8 +322,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if a.quick:
         over["quick"] = True
     cfg = RunConfig.from_toml(a.config, **over) if a.config is not None else \
-        (RunConfig.quick_config if a.quick else RunConfig)(**{k: v for k, v in over.items() if v is not None and
-                                                              k != "quick"})
+        RunConfig.for_model(over.pop("model") or DEFAULT_MODEL, quick=bool(over.pop("quick", False)),
+                            **{k: v for k, v in over.items() if v is not None})
     return run_pipeline(Path(a.out), cfg)
 
 

@@ -90,5 +90,5 @@ def test_run_config_file_errors_name_the_key(tmp_path):
         RunConfig.from_toml(bad)
     r = _cli("run", "--config", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "nope.toml" in r.stderr
-    r = _cli("run", "--model", "lorenz96", "--quick", "--out", str(tmp_path / "o"))
-    assert r.returncode == 2 and "slow variables" in r.stderr
+    r = _cli("run", "--model", "lorenz96", "--param", "K=4", "--quick", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "stencil=3 needs at least 7 slow variables" in r.stderr

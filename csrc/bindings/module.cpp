@@ -14,6 +14,9 @@
 
 #include "../cpu/average_cpu.h"
 #include "../cpu/jet_cpu.h"
+#ifndef MS_USER_MODEL_HEADER  // a user model's JIT module leaves the ring surrogate out
+#include "../cpu/local_surrogate_cpu.h"
+#endif
 #include "../cpu/passage_cpu.h"
 #include "../cpu/simulate_cpu.h"
 #include "../cuda/simulate_cuda.h"
@@ -520,6 +523,90 @@ py::dict code_table(const T (&table)[N]) {
 
 }  // namespace
 
+#ifndef MS_USER_MODEL_HEADER
+namespace {
+
+// The hybrid ring surrogate (models/local_surrogate.h): description and arrays checked here, then
+// the generic CPU launcher with the GIL released. resolved_fn: the address of a just-in-time
+// ResolvedBlockFn<Real> for the launcher's lanes (0: R = 0); the Python layer owns that library.
+template <class Real>
+py::dict simulate_local_impl(int sites, int stencil, int members, int member, const CArray<int32_t>& hidden,
+                             const CArray<double>& params, uint64_t resolved_fn, const CArray<double>& resolved_params,
+                             double dt, int64_t n_steps, uint64_t seed, uint64_t path_offset, uint64_t step_offset,
+                             const py::array& x_init, const CArray<int64_t>& save_steps, int threads) {
+  ms::cpu::LocalSurrogateArrays a;
+  ms::LocalSurrogateSpec& s = a.spec;
+  if (hidden.size() < 1 || hidden.size() >= ms::nn::kMaxLayers)
+    throw std::invalid_argument("local surrogate: hidden must list 1 to " + std::to_string(ms::nn::kMaxLayers - 1) +
+                                " layer widths");
+  s.sites = sites;
+  s.stencil = stencil;
+  s.members = members;
+  s.member = member;
+  s.n_hidden = static_cast<int>(hidden.size());
+  for (int l = 0; l < s.n_hidden; ++l) s.hidden[l] = hidden.data()[l];
+  bool valid = false;
+  const int64_t n_params = ms::cpu::local_surrogate_n_params(s, valid);
+  if (!valid)
+    throw std::invalid_argument("local surrogate: inconsistent description (sites " + std::to_string(sites) +
+                                ", stencil " + std::to_string(stencil) + ", members " + std::to_string(members) +
+                                ", member " + std::to_string(member) + ")");
+  if (params.size() != n_params)
+    throw std::invalid_argument("local surrogate: " + std::to_string(params.size()) +
+                                " parameters; the architecture has " + std::to_string(n_params));
+  if (!(dt > 0)) throw std::invalid_argument("local surrogate: dt must be positive");
+  a.params.assign(params.data(), params.data() + params.size());
+  a.resolved_fn = static_cast<std::uintptr_t>(resolved_fn);
+  a.resolved_params.assign(resolved_params.data(), resolved_params.data() + resolved_params.size());
+  ms::RunSpec spec;
+  CArray<Real> x0 = CArray<Real>::ensure(x_init);
+  if (!x0 || x0.ndim() != 2 || x0.shape(1) != sites)
+    throw std::invalid_argument("initial state must have shape (n_paths, " + std::to_string(sites) + ")");
+  const int64_t n = x0.shape(0);
+  if (n_steps < 0 || n <= 0) throw std::invalid_argument("n_steps >= 0 and n_paths > 0 required");
+  if (path_offset + static_cast<uint64_t>(n) > (uint64_t(1) << 32))
+    throw std::invalid_argument("global path index exceeds 2^32");
+  if (step_offset >= (uint64_t(1) << 63) - static_cast<uint64_t>(n_steps))
+    throw std::invalid_argument("global step index exceeds 2^63");
+  spec.n_paths = n;
+  spec.path_offset = path_offset;
+  spec.step_offset = step_offset;
+  spec.seed = seed;
+  spec.dt = dt;
+  spec.n_steps = n_steps;
+  spec.threads = threads;
+  spec.save_steps.assign(save_steps.data(), save_steps.data() + save_steps.size());
+  for (size_t i = 0; i < spec.save_steps.size(); ++i)
+    if (spec.save_steps[i] < 0 || spec.save_steps[i] > n_steps || (i && spec.save_steps[i] <= spec.save_steps[i - 1]))
+      throw std::invalid_argument("save steps must be ascending within [0, n_steps]");
+  const int nsave = static_cast<int>(spec.save_steps.size());
+  py::array_t<Real> state({n, static_cast<int64_t>(sites)});
+  std::copy(x0.data(), x0.data() + x0.size(), state.mutable_data());
+  py::array_t<Real> traj(std::vector<int64_t>{nsave ? n : 0, nsave, sites});
+  py::array_t<int8_t> status(n);
+  py::array_t<int64_t> fail_step(n);
+  ms::RunBuffers<Real> out;
+  out.state = state.mutable_data();
+  out.traj = nsave ? traj.mutable_data() : nullptr;
+  out.status = status.mutable_data();
+  out.fail_step = fail_step.mutable_data();
+  bool signalled = false;
+  spec.should_stop = ctrl_c_poll(signalled);
+  const ms::RunResult r = on_device(
+      -1, signalled, [&] { return ms::cpu::simulate_local<Real>(spec, a, out); },
+      [&](auto) { return ms::RunResult{}; });
+  py::dict d;
+  d["final_state"] = state;
+  d["trajectory"] = traj;
+  d["status"] = status;
+  d["fail_step"] = fail_step;
+  d["interrupted"] = r.interrupted;
+  return d;
+}
+
+}  // namespace
+#endif
+
 // A just-in-time build of a user model names its module (see multiscale/models/_jit.py).
 #ifndef MS_MODULE_NAME
 #define MS_MODULE_NAME _core
@@ -653,6 +740,31 @@ dt/k (the step-size check).)doc";
         py::arg("seed"), py::arg("path_offset"), py::arg("step_offset"), py::arg("x_init"), py::arg("save_steps"),
         py::arg("threads"), py::arg("obs_vars"), py::arg("obs_shift"), py::arg("window_edges"), py::arg("bins"),
         py::arg("lo"), py::arg("hi"), py::arg("noise_substeps"), py::arg("device"), surrogate_doc);
+#ifndef MS_USER_MODEL_HEADER
+  static const char* local_doc = R"doc(Euler-Maruyama ensemble of a hybrid local ring surrogate
+dX = [R(X) + U(X)] dt + S(X) dW (models/local_surrogate.h; multiscale.surrogate.LocalEffectiveSDE),
+with the semantics of simulate_float64 (no observables; state dimension sites; noise on the
+SURROGATE stream, normal index = site).
+
+sites, stencil, members, member (k >= 0; -1 the ensemble mean; -2 path p follows member
+p mod members), hidden (n_hidden,) int32 widths, params: drift net, diffusion net (portable
+order), then x_mean, x_scale, u_mean, u_scale, s_scale (float64); resolved_fn: address of the
+just-in-time block function of R for local_lanes(dtype) lanes (0: R = 0), resolved_params: its
+parameter vector. Returns final_state, trajectory, status, fail_step, interrupted.)doc";
+  m.def("simulate_local_float64", &simulate_local_impl<double>, py::arg("sites"), py::arg("stencil"),
+        py::arg("members"), py::arg("member"), py::arg("hidden"), py::arg("params"), py::arg("resolved_fn"),
+        py::arg("resolved_params"), py::arg("dt"), py::arg("n_steps"), py::arg("seed"), py::arg("path_offset"),
+        py::arg("step_offset"), py::arg("x_init"), py::arg("save_steps"), py::arg("threads"), local_doc);
+  m.def("simulate_local_float32", &simulate_local_impl<float>, py::arg("sites"), py::arg("stencil"),
+        py::arg("members"), py::arg("member"), py::arg("hidden"), py::arg("params"), py::arg("resolved_fn"),
+        py::arg("resolved_params"), py::arg("dt"), py::arg("n_steps"), py::arg("seed"), py::arg("path_offset"),
+        py::arg("step_offset"), py::arg("x_init"), py::arg("save_steps"), py::arg("threads"), local_doc);
+  m.def("local_lanes", [](const std::string& dtype) {
+    if (dtype == "float64") return ms::cpu::local_lanes_float64();
+    if (dtype == "float32") return ms::cpu::local_lanes_float32();
+    throw std::invalid_argument("dtype must be 'float64' or 'float32'");
+  }, py::arg("dtype"), "Paths per block of the ring surrogate's launcher: the lanes of its resolved block function.");
+#endif
   m.def("passage_surrogate", &passage_surrogate_impl, py::arg("dim"), py::arg("members"), py::arg("form"),
         py::arg("gradient"), py::arg("member"), py::arg("hidden"), py::arg("params"), py::arg("tables"),
         py::arg("n_grid"), py::arg("t_lo"), py::arg("t_h"), py::arg("dt"), py::arg("seed"), py::arg("state"),

@@ -106,6 +106,34 @@ int ms_surrogate_noise(const ms_surrogate* s, const double* x, int64_t n, int me
   });
 }
 
+int ms_surrogate_kind(const ms_surrogate* s) {
+  return s ? (s->impl.ring() ? MS_SURROGATE_KIND_RING : MS_SURROGATE_KIND_SDE) : -1;
+}
+int ms_surrogate_stencil(const ms_surrogate* s) { return s ? s->impl.stencil() : -1; }
+int ms_surrogate_has_resolved(const ms_surrogate* s) { return s ? (s->impl.has_resolved() ? 1 : 0) : -1; }
+
+int ms_surrogate_ring_closure(const ms_surrogate* s, const double* x, int64_t n, int member, double* u,
+                              double* sigma) {
+  const char* fn = "ms_surrogate_ring_closure";
+  if (s && !s->impl.ring()) return fail(MS_SURROGATE_ERR_ARGUMENT, std::string(fn) + ": the surrogate is not a ring");
+  if (n > 0 && !u && !sigma) return fail(MS_SURROGATE_ERR_ARGUMENT, std::string(fn) + ": u and sigma are both null");
+  if (int rc = check(s, x, n, member, u ? u : sigma, fn)) return rc;
+  return guarded([&] {
+    s->impl.ring_closure_batch(x, n, u, sigma, member);
+    return MS_SURROGATE_OK;
+  });
+}
+
+int ms_surrogate_ring_resolved(const ms_surrogate* s, const double* x, int64_t n, double* r) {
+  const char* fn = "ms_surrogate_ring_resolved";
+  if (s && !s->impl.ring()) return fail(MS_SURROGATE_ERR_ARGUMENT, std::string(fn) + ": the surrogate is not a ring");
+  if (int rc = check(s, x, n, -1, r, fn)) return rc;
+  return guarded([&] {
+    s->impl.resolved_batch(x, n, r);
+    return MS_SURROGATE_OK;
+  });
+}
+
 const char* ms_surrogate_last_error(void) { return g_error.c_str(); }
 int ms_surrogate_format_version(void) { return ms::surrogate::kFormatVersion; }
 

@@ -3,6 +3,10 @@ library), Fortran (through the C API), PyTorch (TorchScript, ``torch.export``) a
 
 >>> import multiscale.export as ex
 >>> ex.export_surrogate(sde, "surrogate.mss")   # portable file, docs/surrogate_format.md
+>>> ex.check_export(sde, "surrogate.mss", x)     # C API against Python, max relative difference
+
+An :class:`EffectiveSDE` or a ring :class:`LocalEffectiveSDE` (format version 2: the C API gives
+the total drift R + U, the closure U, the diagonal noise S and the resolved drift R).
 >>> ex.get_include(), ex.get_library_dir(), ex.get_cmake_dir()
 """
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 from pathlib import Path
 
 from .._errors import ExportFormatError
+from ._check import check_export
 from ._clib import CSurrogate
 from ._format import FORMAT_VERSION, export_surrogate, load_export, read_export
 
@@ -73,6 +78,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'multiscale.export' has no attribute {name!r}")
 
 
-__all__ = ["CSurrogate", "FORMAT_VERSION", "ExportFormatError", "export_surrogate", "export_torch_program",
-           "export_torchscript", "get_cmake_dir", "get_include", "get_library", "get_library_dir",
-           "load_export", "read_export"]
+__all__ = ["CSurrogate", "FORMAT_VERSION", "ExportFormatError", "check_export", "export_surrogate",
+           "export_torch_program", "export_torchscript", "get_cmake_dir", "get_include", "get_library",
+           "get_library_dir", "load_export", "read_export"]

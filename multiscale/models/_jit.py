@@ -154,6 +154,63 @@ def build_module(header: str, *, label: str = "user model", verbose: bool = Fals
     return mod
 
 
+_LIBS: dict[str, object] = {}
+
+
+def build_library(header: str, *, tu: str, label: str = "resolved model", verbose: bool = False) -> object:
+    """A plain shared library (no Python, no OpenMP runtime) of the one kernel source ``tu`` with a
+    generated model header, from the cache or compiled now, loaded with :mod:`ctypes`: a build
+    of seconds where only a model's functions are needed (the ring surrogate's resolved part,
+    ``cpu/local_resolved_jit.cpp``), cached like :func:`build_module`.
+
+    Parameters
+    ----------
+    header : str
+        C++ defining the model template and ``MS_USER_MODEL_LIST(X)`` (:func:`._codegen.generate_header`).
+    tu : str
+        The kernel source, relative to :func:`source_dir`.
+    label : str
+        Named in messages.
+
+    Returns
+    -------
+    ctypes.CDLL
+    """
+    import ctypes
+
+    cxx, compiler_id = _compiler()
+    key = _key(f"{header}\0library:{tu}", compiler_id)
+    if key in _LIBS:
+        return _LIBS[key]
+    folder = cache_dir() / key[:32]
+    folder.mkdir(parents=True, exist_ok=True)
+    lib = folder / f"_msjitlib_{key[:20]}.so"
+    meta = folder / "build.json"
+    with open(folder / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _valid(lib, meta, key):
+            src = source_dir()
+            t0 = time.perf_counter()
+            flags = [f for f in _FLAGS if f != "-fopenmp"] + ["-fopenmp-simd"]  # omp simd, no libgomp
+            with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as tmp:
+                hdr = Path(tmp) / "user_model.h"
+                hdr.write_text(header)
+                out = Path(tmp) / lib.name
+                r = subprocess.run([cxx, *flags, "-shared", f"-I{src / 'include'}", f'-DMS_USER_MODEL_HEADER="{hdr}"',
+                                    str(src / tu), "-o", str(out)], capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise ModelCompileError(f"{label}: the generated C++ did not compile:\n"
+                                            + _first_errors(r.stderr, hdr))
+                digest = _sha256(out)
+                os.replace(out, lib)
+            doc = {"key": key, "sha256": digest, "compiler": compiler_id, "flags": flags, "label": label, "tu": tu,
+                   "seconds": round(time.perf_counter() - t0, 2), "python": sys.version.split()[0]}
+            _record_build(meta, doc, label, lib, verbose)
+        handle = ctypes.CDLL(str(lib))
+    _LIBS[key] = handle
+    return handle
+
+
 def _valid(lib: Path, meta: Path, key: str) -> bool:
     try:
         m = json.loads(meta.read_text())
@@ -217,6 +274,11 @@ def _compile(header: str, cxx: str, compiler_id: str, name: str, key: str, lib: 
     doc = {"key": key, "sha256": digest, "compiler": compiler_id, "flags": list(_FLAGS), "label": label,
            "cuda": cuda,
            "seconds": round(time.perf_counter() - t0, 2), "python": sys.version.split()[0]}
+    _record_build(meta, doc, label, lib, verbose)
+
+
+def _record_build(meta: Path, doc: dict, label: str, lib: Path, verbose: bool) -> None:
+    """Write a build's JSON sidecar atomically (and say so when verbose)."""
     tmp_meta = meta.with_name(".build.json.tmp")
     tmp_meta.write_text(json.dumps(doc, indent=1))
     os.replace(tmp_meta, meta)

@@ -19,10 +19,18 @@ import h5py
 import numpy as np
 
 from .._device import build_info
-from .._errors import SurrogateFormatError
+from .._errors import MultiscaleError, SurrogateFormatError
 from ._model import FORMAT_VERSION, EffectiveSDE
 
 FORMAT = "multiscale.EffectiveSDE"
+LOCAL_FORMAT = "multiscale.LocalEffectiveSDE"  # hybrid local closures on a ring
+
+
+def _kinds() -> dict[str, tuple[type, int]]:
+    """The surrogate classes a file may hold: format name -> (class, format_version)."""
+    from ._local import LocalEffectiveSDE
+
+    return {FORMAT: (EffectiveSDE, FORMAT_VERSION), LOCAL_FORMAT: (LocalEffectiveSDE, 1)}
 MAX_CONFIG_BYTES = 1 << 20
 MAX_ARRAYS = 1000
 MAX_ELEMENTS = 1 << 31  # per array, and in all
@@ -69,8 +77,9 @@ def save_surrogate(model: EffectiveSDE, path: str | os.PathLike[str]) -> pathlib
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+            cfg = model.config()
+            f.attrs["format"] = cfg["format"]
+            f.attrs["format_version"] = np.int64(cfg["format_version"])
             f.attrs["package_version"] = str(build_info().get("version", ""))
             f.attrs["config_json"] = config_json
             f.attrs["sha256"] = _checksum(config_json, arrays)
@@ -144,14 +153,16 @@ def load_surrogate(path: str | os.PathLike[str]) -> EffectiveSDE:
     try:
         with h5py.File(path, "r") as f:
             fmt = _text(f.attrs.get("format"))
-            if fmt != FORMAT:
+            kinds = _kinds()
+            if fmt not in kinds:
                 raise SurrogateFormatError(f"{where} is not a {FORMAT} file (format={fmt!r})")
+            cls, want = kinds[fmt]
             version = f.attrs.get("format_version")
             if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) \
-                    or int(version) != FORMAT_VERSION:
+                    or int(version) != want:
                 shown = int(version) if isinstance(version, np.integer) else repr(version)
                 raise SurrogateFormatError(f"{where} has format_version {shown}; this version of "
-                                           f"multiscale reads format_version {FORMAT_VERSION}")
+                                           f"multiscale reads format_version {want}")
             config_json, digest = _text(f.attrs.get("config_json")), _text(f.attrs.get("sha256"))
             if not isinstance(config_json, str) or len(config_json) > MAX_CONFIG_BYTES \
                     or not isinstance(digest, str):
@@ -178,14 +189,13 @@ def load_surrogate(path: str | os.PathLike[str]) -> EffectiveSDE:
         config = json.loads(config_json)
     except (ValueError, RecursionError) as err:
         raise SurrogateFormatError(f"{where}: config_json is not valid JSON: {err}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT \
-            or config.get("format_version") != FORMAT_VERSION:
-        raise SurrogateFormatError(f"{where}: config_json is not a {FORMAT} v{FORMAT_VERSION} description")
+    if not isinstance(config, dict) or config.get("format") != fmt or config.get("format_version") != want:
+        raise SurrogateFormatError(f"{where}: config_json is not a {fmt} v{want} description")
     _check_size(config, sum(a.size for a in arrays.values()), where)
     native = {k: np.array(a, dtype=a.dtype.newbyteorder("=")) for k, a in arrays.items()}
     try:
-        return EffectiveSDE.from_config(config, native)
-    except (ValueError, TypeError, RuntimeError) as err:
+        return cls.from_config(config, native)
+    except (ValueError, TypeError, RuntimeError, KeyError, MultiscaleError) as err:
         raise SurrogateFormatError(f"{where}: {err}") from None
 
 
@@ -202,10 +212,15 @@ def _text(value: Any) -> str | None:
 def _check_size(config: Mapping[str, Any], stored: int, where: str) -> None:
     """Refuse a description whose network needs more weights than the file stores, before it is
     built (a crafted, consistently checksummed file must not make us allocate a huge model)."""
-    dim, members, hidden = config.get("dim"), config.get("members"), config.get("hidden")
+    members, hidden = config.get("members"), config.get("hidden")
+    if config.get("format") == LOCAL_FORMAT:  # the shared networks see a stencil of 2 s + 1 sites
+        s = config.get("stencil")
+        dim = 2 * s + 1 if isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= 16 else None
+    else:
+        dim = config.get("dim")
     ints = [dim, members, *(hidden if isinstance(hidden, list) else [None])]
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in ints):
-        raise SurrogateFormatError(f"{where}: invalid dim/members/hidden in config_json")
+        raise SurrogateFormatError(f"{where}: invalid dim/stencil/members/hidden in config_json")
     sizes = (dim, *hidden, 1)
     if members * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) > stored:
         raise SurrogateFormatError(f"{where}: the arrays do not match the architecture in config_json")

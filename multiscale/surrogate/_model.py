@@ -7,6 +7,7 @@ O(1) numbers whatever the units.
 """
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import math
@@ -99,12 +100,15 @@ class _Ensemble(torch.nn.Module):
             self.weights.append(torch.nn.Parameter(w))
             self.biases.append(torch.nn.Parameter(bias))
 
-    def jet(self, z: torch.Tensor, dz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def jet(self, z: torch.Tensor, dz: torch.Tensor,
+            diagonal: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Value, first and second input derivatives, propagated layer by layer (Taylor mode).
 
         ``z (E, N, n_in)`` is an affine function of the state with constant Jacobian
         ``dz (m, n_in)``. Returns ``(E, N, n_out)``, ``(E, N, m, n_out)`` and
         ``(E, N, m, m, n_out)``; cheaper than nested autograd by a large factor.
+        ``diagonal``: only the pure second derivatives along each direction, ``(E, N, m, n_out)``
+        (a diagonal diffusion needs no mixed ones; ``m`` times cheaper).
         """
         E, N, _ = z.shape
         m = dz.shape[0]
@@ -113,13 +117,22 @@ class _Ensemble(torch.nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             a = torch.baddbmm(b, h, w)
             da = (dh.reshape(E, N * m, -1) @ w).reshape(E, N, m, -1)
-            d2a = None if d2h is None else (d2h.reshape(E, N * m * m, -1) @ w).reshape(E, N, m, m, -1)
+            d2a = None
+            if d2h is not None:
+                d2a = (d2h.reshape(E, -1, d2h.shape[-1]) @ w).reshape(*d2h.shape[:-1], -1)
             if i == n - 1:
                 h, dh, d2h = a, da, d2a
                 break
-            h, dh, d2h = tanh_jet(a, da, d2a)
+            if diagonal:  # each direction on its own: the one-direction jet on rows (n, direction)
+                w_ = a.shape[-1]
+                t, dh, d2h = tanh_jet(a[:, :, None, :].expand(E, N, m, w_).reshape(E, N * m, w_),
+                                      da.reshape(E, N * m, 1, w_),
+                                      None if d2a is None else d2a.reshape(E, N * m, 1, 1, w_))
+                h, dh, d2h = t.reshape(E, N, m, w_)[:, :, 0], dh.reshape(E, N, m, w_), d2h.reshape(E, N, m, w_)
+            else:
+                h, dh, d2h = tanh_jet(a, da, d2a)
         if d2h is None:
-            d2h = h.new_zeros(E, N, m, m, h.shape[-1])
+            d2h = h.new_zeros(E, N, m, h.shape[-1]) if diagonal else h.new_zeros(E, N, m, m, h.shape[-1])
         return h, dh, d2h
 
     def forward(self, h: torch.Tensor, sel: list[int] | None = None) -> torch.Tensor:
@@ -356,6 +369,16 @@ class EffectiveSDE(torch.nn.Module):
         HA = torch.einsum("enijkl,enpj->enipkl", d2S, S) + torch.einsum("enijk,enpjl->enipkl", dS, dS)
         HA = HA + HA.transpose(2, 3)
         return b, J, Hb, A, dA, HA
+
+
+    def subset(self, members: slice) -> "EffectiveSDE":
+        """A copy holding the ensemble members ``members`` (parameters, scaling, architecture)."""
+        net = copy.deepcopy(self)
+        with torch.no_grad():
+            for p in net.parameters():  # every parameter's leading axis is the member axis
+                p.data = p.data[members].clone()
+        net.members = len(range(*members.indices(self.members)))
+        return net
 
     # ------------------------------------------------------------------ public evaluation
     def members_drift(self, x: Any) -> Any:

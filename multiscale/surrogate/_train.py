@@ -300,25 +300,10 @@ class EffectiveSDEEstimator:
         model.set_scaling(x_mean, x_std, 0.0, b_scale, np.sqrt(rate), xs.min(0), xs.max(0))
         E = o.members
         rng = np.random.default_rng([o.seed, 2])
-        # Pairs at lags k (and 2k): starting points and increments, with their (path, block) id.
-        starts, incs, lags, blocks = [], [], [], []
         n_blocks = 10
-        # Overlapping pairs from every start time, thinned to a fixed stride of start times when
-        # there would be more than MAX_PAIRS (neighbouring pairs share most of their increment).
-        stride = max(1, math.ceil(n_lags * P * T / MAX_PAIRS))
-        for j in range(1, n_lags + 1):
-            t0 = np.arange(0, T - j * k, stride)
-            s = arr[:, t0]
-            starts.append(s.reshape(-1, m))
-            incs.append((arr[:, t0 + j * k] - s).reshape(-1, m))
-            lags.append(np.full(s.shape[0] * s.shape[1], j * lagt))
-            tb = np.minimum(t0 * n_blocks // T, n_blocks - 1)
-            blocks.append((np.arange(P)[:, None] * n_blocks + tb[None, :]).ravel())
+        starts, incs, lags, blk, stride = transition_pairs(arr, k, lagt, n_lags, n_blocks)
         fdt = torch.float32 if o.precision.value == "float32" else torch.float64
-        X0 = torch.as_tensor(np.concatenate(starts), dtype=fdt)
-        dX = torch.as_tensor(np.concatenate(incs), dtype=fdt)
-        L = torch.as_tensor(np.concatenate(lags), dtype=fdt)
-        blk = np.concatenate(blocks)
+        X0, dX, L = (torch.as_tensor(v, dtype=fdt) for v in (starts, incs, lags))
         # Bootstrap: Poisson(1) weights per path and member; validation: held-out (path, time block)s.
         w_path = rng.poisson(1.0, (E, P)).astype(float) if o.bootstrap else np.ones((E, P))
         held = _split(rng, E, P * n_blocks, o.validation_fraction) if P * n_blocks >= 10 \
@@ -365,25 +350,11 @@ class EffectiveSDEEstimator:
                         var = torch.where(var > 0, var, var1)
                     per = 0.5 * (torch.log(var) + (db[:, 0] - mu[..., 0]) ** 2 / var + math.log(2 * math.pi))
                     return (per * wb).sum(1), wb.sum(1)
-                chol, info = torch.linalg.cholesky_ex(cov)
-                if bool((info != 0).any()):  # a second-order covariance can lose definiteness: Euler's
-                    cov1 = member_moments(net, xb, lb, 1)[1] + C
-                    chol = torch.linalg.cholesky(torch.where((info != 0)[..., None, None], cov1, cov))
-                r = (db - mu)[..., None]
-                sol = torch.linalg.solve_triangular(chol, r, upper=False)[..., 0]
-                logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-                per = 0.5 * (logdet + (sol**2).sum(-1)) + 0.5 * m * math.log(2 * math.pi)
+                per = gaussian_nll(db - mu, cov, lambda: member_moments(net, xb, lb, 1)[1] + C)
                 return (per * wb).sum(1), wb.sum(1)
 
             def nll(idx: torch.Tensor | None, weights: torch.Tensor) -> torch.Tensor:
-                if idx is not None:
-                    tot, wsum = nll_sums(idx, weights)
-                else:
-                    tot = wsum = 0.0
-                    for chunk in torch.split(eval_idx, o.batch_size):
-                        t_, w_ = nll_sums(chunk, weights)
-                        tot, wsum = tot + t_, wsum + w_
-                return tot / torch.as_tensor(wsum).clamp_min(1.0)
+                return weighted_mean_loss(nll_sums, idx, weights, eval_idx, o.batch_size)
 
             return nll, (lambda: phase.update(order=2)), fast_matrix
 
@@ -441,14 +412,7 @@ class EffectiveSDEEstimator:
             sel = slice(bounds[g], bounds[g + 1])
             net, fcov = model, fast_cov
             if G > 1:  # the group's own copy of its members
-                net = EffectiveSDE(model.dim, members=sel.stop - sel.start, hidden=model.hidden,
-                                   diffusion=model.diffusion_form, gradient=model.gradient, names=model.names,
-                                   seed=model.seed).to(model.x_mean.dtype)
-                with torch.no_grad():
-                    for p, q in zip(model.parameters(), net.parameters()):
-                        q.copy_(p[sel])  # every parameter's leading axis is the member axis
-                    for p, q in zip(model.buffers(), net.buffers()):
-                        q.copy_(p)
+                net = model.subset(sel)
                 fcov = torch.nn.Parameter(fast_cov.detach()[sel].clone()) if fast_cov is not None else None
             loss, to_second, _ = make_loss(net, fcov)
             jobs.append((sel, net, fcov, (net, loss, train_w[sel], None if val_w is None else val_w[sel]), dict(
@@ -633,6 +597,53 @@ def member_groups(members: int) -> int:
     [1, 1, 2, 2, 2, 3, 4]
     """
     return max(min(2, members // 2), -(-members // 5))
+
+
+def transition_pairs(arr: np.ndarray, k: int, lag: float, n_lags: int, n_blocks: int):
+    """Transition pairs of ``arr (paths, times, m)`` at ``k, ..., n_lags k`` samples (``lag`` is
+    ``k`` samples in time units, the pairs' lags its multiples): start points
+    ``(N, m)``, increments ``(N, m)``, lags ``(N,)``, the (path, time block) id of each pair and
+    the stride. Overlapping pairs from every start time, thinned to a fixed stride of start
+    times when there would be more than ``MAX_PAIRS`` (neighbouring pairs share most of their
+    increment)."""
+    P, T, m = arr.shape
+    stride = max(1, math.ceil(n_lags * P * T / MAX_PAIRS))
+    starts, incs, lags, blocks = [], [], [], []
+    for j in range(1, n_lags + 1):
+        t0 = np.arange(0, T - j * k, stride)
+        s = arr[:, t0]
+        starts.append(s.reshape(-1, m))
+        incs.append((arr[:, t0 + j * k] - s).reshape(-1, m))
+        lags.append(np.full(s.shape[0] * s.shape[1], j * lag))
+        tb = np.minimum(t0 * n_blocks // T, n_blocks - 1)
+        blocks.append((np.arange(P)[:, None] * n_blocks + tb[None, :]).ravel())
+    return (np.concatenate(starts), np.concatenate(incs), np.concatenate(lags), np.concatenate(blocks), stride)
+
+
+def gaussian_nll(resid: torch.Tensor, cov: torch.Tensor, euler_cov) -> torch.Tensor:
+    """Negative log-likelihood of ``resid (E, N, m)`` under ``N(0, cov (E, N, m, m))``; where a
+    (second-order) ``cov`` is not positive definite, ``euler_cov()``'s covariance is used."""
+    chol, info = torch.linalg.cholesky_ex(cov)
+    if bool((info != 0).any()):  # a second-order covariance can lose definiteness: Euler's
+        chol = torch.linalg.cholesky(torch.where((info != 0)[..., None, None], euler_cov(), cov))
+    sol = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)[..., 0]
+    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    return 0.5 * (logdet + (sol**2).sum(-1)) + 0.5 * resid.shape[-1] * math.log(2 * math.pi)
+
+
+def weighted_mean_loss(sums, idx: torch.Tensor | None, weights: torch.Tensor, eval_idx: torch.Tensor,
+                       batch: int) -> torch.Tensor:
+    """Per-member weighted mean loss over the pairs ``idx`` (a training batch), or over the fixed
+    validation subsample ``eval_idx`` in chunks of ``batch`` (``idx=None``); ``sums(idx, weights)``
+    returns the weighted loss and weight sums per member."""
+    if idx is not None:
+        tot, wsum = sums(idx, weights)
+    else:
+        tot = wsum = 0.0
+        for chunk in torch.split(eval_idx, max(1, batch)):
+            t_, w_ = sums(chunk, weights)
+            tot, wsum = tot + t_, wsum + w_
+    return tot / torch.as_tensor(wsum).clamp_min(1.0)
 
 
 class _Lockstep:

@@ -17,12 +17,18 @@ from ._limits import ExactLimit, exact_limit
 from ._msm import MSMResult, msm_implied_timescales
 from ._passage import MFPTResult, PassageResult, first_passage, mean_first_passage_time
 from ._report import ValidationReport, ValidationSettings, validate
+from ._ring import (RingComparison, RingStatistics, TransitionStatistics, compare_ring, linear_gaussian_statistics,
+                    reaction_coordinate_mfpt, ring_statistics, transition_statistics)
+from ._ring_report import RingValidationSettings, independent_starts, validate_ring
 from ._stepsize import StepSizeCheck, step_size_check
 
 __all__ = [
     "AMSOptions", "AMSResult", "DensityEstimate", "DistanceResult", "ExactLimit", "MFPTResult", "MSMResult",
-    "PassageResult", "StepSizeCheck", "ValidationReport", "ValidationSettings", "Well", "ams", "bin_probabilities", "committor",
-    "density_distance", "effective_potential", "exact_limit", "find_wells", "first_passage", "generator_eigenvalues",
-    "mean_first_passage_time", "mfpt", "msm_implied_timescales", "stationary_density", "stationary_histogram",
-    "step_size_check", "validate",
+    "PassageResult", "RingComparison", "RingStatistics", "RingValidationSettings", "StepSizeCheck",
+    "TransitionStatistics", "ValidationReport", "ValidationSettings", "Well", "ams", "bin_probabilities", "committor",
+    "independent_starts",
+    "compare_ring", "density_distance", "effective_potential", "exact_limit", "find_wells", "first_passage",
+    "generator_eigenvalues", "linear_gaussian_statistics", "mean_first_passage_time", "mfpt",
+    "msm_implied_timescales", "reaction_coordinate_mfpt", "ring_statistics", "stationary_density",
+    "stationary_histogram", "step_size_check", "transition_statistics", "validate", "validate_ring",
 ]

@@ -18,6 +18,9 @@ For a catalogue model with one slow variable and a learned 1-D :class:`Effective
 and keeps three errors apart: modelling (full system vs exact limit, the finite-eps effect),
 learning (surrogate vs exact limit) and total (surrogate vs full system). The surrogate's
 uncertainty is its ensemble spread: every quadrature is repeated for each member.
+
+A surrogate of many slow variables (a ring such as Lorenz-96's) goes to
+:func:`._ring_report.validate_ring` instead (settings: :class:`._ring_report.RingValidationSettings`).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -151,29 +154,62 @@ def _sample_density(x: np.ndarray, rho: np.ndarray, n: int, seed: int) -> np.nda
     return np.interp(u, cdf, x)
 
 
-def validate(surrogate: Any, model: str, *, params: Mapping[str, float] | None = None,
-             settings: ValidationSettings = ValidationSettings(), estimates: xr.Dataset | None = None,
-             out: str | Path | None = None, progress: bool = True) -> ValidationReport:
-    """Validate a learned 1-D effective SDE against the full system and the exact limit.
+def validate(surrogate: Any, model: Any, *, params: Mapping[str, float] | None = None,
+             settings: "ValidationSettings | RingValidationSettings" = ValidationSettings(),
+             estimates: xr.Dataset | None = None, out: str | Path | None = None, progress: bool = True,
+             baselines: Mapping[str, Any] | None = None, reference: xr.Dataset | None = None,
+             reaction_coordinate: Sequence[float] | None = None,
+             levels: Sequence[float] | None = None) -> ValidationReport:
+    """Validate a learned effective SDE against the full system (and the exact limit in 1-D).
+
+    One slow variable: the report described in this module. Many slow variables (a
+    :class:`~multiscale.surrogate._local.LocalEffectiveSDE`, or any surrogate with ``dim > 1``):
+    :func:`._ring_report.validate_ring`, the full system against the surrogate and the
+    ``baselines`` on per-variable and pooled densities, moments, ACF, neighbour CCF, spatial
+    covariance and (with ``reaction_coordinate`` and ``levels``) MFPTs and rates.
 
     Parameters
     ----------
-    surrogate : EffectiveSDE or path
-        The learned model (or a ``surrogate.h5`` file), one slow variable.
-    model : str
-        Catalogue model of the full system (one slow variable).
+    surrogate : EffectiveSDE, LocalEffectiveSDE or path
+        The learned model (or a ``surrogate.h5`` file).
+    model : str, ModelInfo or multiscale.Model
+        The full system (a catalogue name for one slow variable).
     params : dict, optional
         Its parameters.
-    settings : ValidationSettings
+    settings : ValidationSettings or RingValidationSettings
+        Many variables: a :class:`RingValidationSettings`; a ``ValidationSettings`` is mapped to
+        ``RingValidationSettings`` (``.quick()`` where its ``density_paths`` is at most the quick
+        variant's) with its ``seed``, ``threads``, ``eps`` and ``dt``.
     estimates : xarray.Dataset, optional
-        Averaging estimates (``F``, ``A`` with standard errors), drawn in the drift figure.
+        1-D: averaging estimates (``F``, ``A`` with standard errors), drawn in the drift figure.
     out : path, optional
         Folder for ``report.md``, ``validation.nc`` and the figures.
+    baselines : mapping name -> object, optional
+        Many variables: closures run beside the surrogate, each with
+        ``simulate(resolved, params, x0, t_end, dt, seed=, save_every=) -> (paths, saves, K)``.
+    reference : xarray.Dataset, optional
+        Many variables: full-system trajectories to use instead of simulating.
+    reaction_coordinate : sequence of K floats, optional
+        Many variables: weights of ``q = w . X`` for MFPTs and rates, with ``levels=(a, b)``.
+    levels : (a, b), optional
     """
     from ..surrogate import load_surrogate
+    from ._ring_report import RingValidationSettings, is_ring_surrogate, validate_ring
 
     if isinstance(surrogate, (str, Path)):
         surrogate = load_surrogate(surrogate)
+    if is_ring_surrogate(surrogate):
+        if isinstance(settings, ValidationSettings):
+            # its seed, threads, eps and dt; the quick sizes where it is the quick variant
+            quick = settings.density_paths <= ValidationSettings.quick().density_paths
+            settings = (RingValidationSettings.quick if quick else RingValidationSettings)(
+                seed=settings.seed, threads=settings.threads, eps=settings.eps, dt=settings.dt)
+        return validate_ring(surrogate, model, params=params, settings=settings, baselines=baselines,
+                             reference=reference, reaction_coordinate=reaction_coordinate, levels=levels, out=out,
+                             progress=progress)
+    if baselines is not None or reference is not None or reaction_coordinate is not None or levels is not None:
+        raise ValueError("baselines=, reference=, reaction_coordinate= and levels= apply to surrogates of many "
+                         "slow variables")
     if not isinstance(settings, ValidationSettings):
         raise ValueError(f"settings={settings!r} must be a multiscale.validate.ValidationSettings")
     sde = surrogate

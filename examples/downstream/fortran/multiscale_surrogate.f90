@@ -28,6 +28,12 @@
 ! array shapes not matching dim and n). The optional errmsg receives the message in every case;
 ! surrogate_last_error() returns the C library's message of the last error on this thread.
 !
+! Ring surrogates (multiscale.LocalEffectiveSDE on K = dim sites, format version 2): drift is
+! the total drift R + U, diffusion/noise the diagonal A = S^2 and its square root;
+! surrogate_ring_closure returns the closure u(K, n) and the diagonal noise sigma(K, n), and
+! surrogate_ring_resolved the resolved drift r(K, n) (from the program stored in the file).
+! surrogate_kind tells MS_SURROGATE_KIND_SDE from MS_SURROGATE_KIND_RING.
+!
 ! surrogate_t holds a C handle; it is not finalised automatically (copies share the handle), so
 ! call surrogate_close once when done. A handle may be used from several threads at once.
 module multiscale_surrogate
@@ -44,15 +50,20 @@ module multiscale_surrogate
   integer, parameter, public :: MS_SURROGATE_ERR_ARGUMENT = 4
   integer, parameter, public :: MS_SURROGATE_ERR_NUMERIC = 5
   integer, parameter, public :: MS_SURROGATE_ERR_OPEN = -1
+  integer, parameter, public :: MS_SURROGATE_KIND_SDE = 0
+  integer, parameter, public :: MS_SURROGATE_KIND_RING = 1
 
   ! Raw C API.
   public :: ms_surrogate_open, ms_surrogate_close, ms_surrogate_dim, ms_surrogate_members, &
             ms_surrogate_name, ms_surrogate_drift, ms_surrogate_diffusion, ms_surrogate_noise, &
-            ms_surrogate_last_error, ms_surrogate_format_version
+            ms_surrogate_last_error, ms_surrogate_format_version, ms_surrogate_kind, &
+            ms_surrogate_stencil, ms_surrogate_has_resolved, ms_surrogate_ring_closure, &
+            ms_surrogate_ring_resolved
   ! Wrappers.
   public :: surrogate_t, surrogate_open, surrogate_close, surrogate_is_open, surrogate_dim, &
             surrogate_members, surrogate_name, surrogate_drift, surrogate_diffusion, &
-            surrogate_noise, surrogate_last_error, surrogate_format_version
+            surrogate_noise, surrogate_last_error, surrogate_format_version, surrogate_kind, &
+            surrogate_stencil, surrogate_has_resolved, surrogate_ring_closure, surrogate_ring_resolved
 
   !> An open surrogate (the C handle). Default-initialised to "not open".
   type :: surrogate_t
@@ -67,6 +78,11 @@ module multiscale_surrogate
     procedure :: drift => surrogate_drift
     procedure :: diffusion => surrogate_diffusion
     procedure :: noise => surrogate_noise
+    procedure :: kind => surrogate_kind
+    procedure :: stencil => surrogate_stencil
+    procedure :: has_resolved => surrogate_has_resolved
+    procedure :: ring_closure => surrogate_ring_closure
+    procedure :: ring_resolved => surrogate_ring_resolved
   end type surrogate_t
 
   interface
@@ -151,6 +167,50 @@ module multiscale_surrogate
       import :: c_int
       integer(c_int) :: v
     end function ms_surrogate_format_version
+
+    !> int ms_surrogate_kind(const ms_surrogate* s): MS_SURROGATE_KIND_SDE or _RING, -1 for NULL.
+    function ms_surrogate_kind(h) bind(C, name="ms_surrogate_kind") result(k)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: h
+      integer(c_int) :: k
+    end function ms_surrogate_kind
+
+    !> int ms_surrogate_stencil(const ms_surrogate* s): ring stencil half-width, -1 otherwise.
+    function ms_surrogate_stencil(h) bind(C, name="ms_surrogate_stencil") result(k)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: h
+      integer(c_int) :: k
+    end function ms_surrogate_stencil
+
+    !> int ms_surrogate_has_resolved(const ms_surrogate* s): 1 if the file holds R, 0 if not.
+    function ms_surrogate_has_resolved(h) bind(C, name="ms_surrogate_has_resolved") result(k)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: h
+      integer(c_int) :: k
+    end function ms_surrogate_has_resolved
+
+    !> int ms_surrogate_ring_closure(const ms_surrogate* s, const double* x, int64_t n, int member,
+    !>                               double* u, double* sigma); x, u, sigma are C (n, K).
+    function ms_surrogate_ring_closure(h, x, n, member, u, sigma) bind(C, name="ms_surrogate_ring_closure") &
+        result(rc)
+      import :: c_ptr, c_int, c_int64_t, c_double
+      type(c_ptr), value :: h
+      real(c_double), dimension(*), intent(in) :: x
+      integer(c_int64_t), value :: n
+      integer(c_int), value :: member
+      real(c_double), dimension(*), intent(inout) :: u, sigma
+      integer(c_int) :: rc
+    end function ms_surrogate_ring_closure
+
+    !> int ms_surrogate_ring_resolved(const ms_surrogate* s, const double* x, int64_t n, double* r)
+    function ms_surrogate_ring_resolved(h, x, n, r) bind(C, name="ms_surrogate_ring_resolved") result(rc)
+      import :: c_ptr, c_int64_t, c_double, c_int
+      type(c_ptr), value :: h
+      real(c_double), dimension(*), intent(in) :: x
+      integer(c_int64_t), value :: n
+      real(c_double), dimension(*), intent(inout) :: r
+      integer(c_int) :: rc
+    end function ms_surrogate_ring_resolved
 
     ! size_t strlen(const char*), from the C library, to convert C strings.
     function c_strlen(p) bind(C, name="strlen") result(n)
@@ -341,6 +401,57 @@ contains
     if (ierr == 0) call transpose_each(q)
     if (present(errmsg)) errmsg = msg
   end subroutine surrogate_noise
+
+  !> MS_SURROGATE_KIND_SDE or MS_SURROGATE_KIND_RING (-1 when not open).
+  integer function surrogate_kind(s)
+    class(surrogate_t), intent(in) :: s
+    surrogate_kind = -1
+    if (c_associated(s%handle)) surrogate_kind = int(ms_surrogate_kind(s%handle))
+  end function surrogate_kind
+
+  !> Ring stencil half-width s (site k sees k-s .. k+s); -1 when not a ring or not open.
+  integer function surrogate_stencil(s)
+    class(surrogate_t), intent(in) :: s
+    surrogate_stencil = -1
+    if (c_associated(s%handle)) surrogate_stencil = int(ms_surrogate_stencil(s%handle))
+  end function surrogate_stencil
+
+  !> Whether the file holds the resolved drift R (false when not open).
+  logical function surrogate_has_resolved(s)
+    class(surrogate_t), intent(in) :: s
+    surrogate_has_resolved = .false.
+    if (c_associated(s%handle)) surrogate_has_resolved = ms_surrogate_has_resolved(s%handle) == 1
+  end function surrogate_has_resolved
+
+  !> Ring surrogates: closure u(K, n) and diagonal noise sigma(K, n) at the ring states x(K, n)
+  !> (member -1: the mean u and sigma = sqrt(mean sigma^2)).
+  subroutine surrogate_ring_closure(s, x, member, u, sigma, ierr, errmsg)
+    class(surrogate_t), intent(in) :: s
+    real(c_double), intent(in) :: x(:, :)
+    integer, intent(in) :: member
+    real(c_double), intent(inout) :: u(:, :), sigma(:, :)
+    integer, intent(out) :: ierr
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    character(len=:), allocatable :: msg
+    call check_args(s, x, [shape(u), shape(sigma)], [size(x, 1), size(x, 2), size(x, 1), size(x, 2)], ierr, msg)
+    if (ierr == 0) &
+      call finish(ms_surrogate_ring_closure(s%handle, x, int(size(x, 2), c_int64_t), int(member, c_int), u, &
+                                            sigma), ierr, msg)
+    if (present(errmsg)) errmsg = msg
+  end subroutine surrogate_ring_closure
+
+  !> Ring surrogates: resolved drift r(K, n) at the ring states x(K, n) (zeros without one).
+  subroutine surrogate_ring_resolved(s, x, r, ierr, errmsg)
+    class(surrogate_t), intent(in) :: s
+    real(c_double), intent(in) :: x(:, :)
+    real(c_double), intent(inout) :: r(:, :)
+    integer, intent(out) :: ierr
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    character(len=:), allocatable :: msg
+    call check_args(s, x, shape(r), [size(x, 1), size(x, 2)], ierr, msg)
+    if (ierr == 0) call finish(ms_surrogate_ring_resolved(s%handle, x, int(size(x, 2), c_int64_t), r), ierr, msg)
+    if (present(errmsg)) errmsg = msg
+  end subroutine surrogate_ring_resolved
 
   !> Transpose every matrix a(:, :, k) in place (C row-major <-> Fortran column-major).
   subroutine transpose_each(a)
