@@ -312,3 +312,19 @@ def test_a_surrogate_that_blows_up_fails_every_check_with_a_report(tmp_path):
     assert rep.checks and not any(rep.checks.values())
     assert rep.checks["surrogate: every path stays finite"] is False
     assert "blew up" in (tmp_path / "report.md").read_text()
+
+
+def test_bad_arguments_of_the_ring_statistics_name_the_value():
+    x = np.random.default_rng(0).normal(size=(4, 50, K))
+    with pytest.raises(ValueError, match="h=0"):
+        ring_statistics(x, 0.0, np.array([0.0, 0.1]))
+    with pytest.raises(ValueError, match="n_boot=1"):
+        ring_statistics(x, 0.1, np.array([0.0, 0.1]), n_boot=1)
+    with pytest.raises(ValueError, match="q must be finite"):
+        transition_statistics(np.array([[0.0, np.nan, 1.0]]), 0.1, 0.2, 0.8)
+    with pytest.raises(ValueError, match=r"exact\['acf'\] has shape"):
+        compare_ring(x, {"c": x}, 0.1, max_lag=1.0, n_lags=5, exact={"pooled_mean": 0.0, "pooled_var": 1.0,
+                                                                       "acf": np.ones(3), "ccf": np.ones(5)})
+    for kw, match in ((dict(n_boot=1), "n_boot=1"), (dict(bins=True), "bins=True"), (dict(n_paths=2.5), "n_paths")):
+        with pytest.raises(ValueError, match=match):
+            _settings(**kw)

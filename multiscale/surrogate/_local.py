@@ -135,7 +135,6 @@ class LocalEffectiveSDE(torch.nn.Module):
         s = self.s_scale * (torch.nn.functional.softplus(self.diff_net(z)[..., 0] + _SOFTPLUS_ONE) + 1e-6)
         return u.reshape(self.members, N, K), s.reshape(self.members, N, K)
 
-
     subset = EffectiveSDE.subset  # a copy holding some members: the same for both forms
 
     # ------------------------------------------------------------------ evaluation

@@ -60,6 +60,14 @@ def _combine(sums: dict, w: np.ndarray) -> dict:
             "ccf": cent(g["c"]), "spatial": g["sp"] - pooled_mu**2}
 
 
+def _check_h_boot(h: float, n_boot: int) -> None:
+    """The sampling interval and the bootstrap size of the statistics (errors name the value)."""
+    if not (isinstance(h, (int, float)) and math.isfinite(h) and h > 0):
+        raise ValueError(f"h={h!r} must be positive and finite")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
+        raise ValueError(f"n_boot={n_boot!r} must be an integer >= 2 (bootstrap standard errors)")
+
+
 def ring_statistics(traj: np.ndarray, h: float, lags: np.ndarray, *, n_boot: int = 200,
                     seed: int = 0) -> RingStatistics:
     """:class:`RingStatistics` of trajectories sampled every ``h``.
@@ -79,6 +87,7 @@ def ring_statistics(traj: np.ndarray, h: float, lags: np.ndarray, *, n_boot: int
     x = np.asarray(traj, float)
     if x.ndim != 3 or not np.all(np.isfinite(x)):
         raise ValueError(f"traj must be a finite (paths, times, K) array; got shape {np.shape(traj)}")
+    _check_h_boot(h, n_boot)
     lags = np.asarray(lags, float)
     steps = np.rint(lags / h).astype(int)
     if np.any(np.abs(steps * h - lags) > 1e-9 * np.maximum(lags, h)) or np.any(steps < 0) \
@@ -229,6 +238,9 @@ def compare_ring(reference: np.ndarray, candidates: Mapping[str, np.ndarray], h:
     ref = ring_statistics(reference, h, lags, n_boot=n_boot, seed=seed)
     rv = {k: (np.asarray(exact[k]) if exact is not None else getattr(ref, k)) for k in
           ("pooled_mean", "pooled_var", "acf", "ccf")}
+    for k in ("acf", "ccf"):
+        if np.shape(rv[k]) != lags.shape:
+            raise ValueError(f"exact[{k!r}] has shape {np.shape(rv[k])}; the lags {lags.tolist()} need {lags.shape}")
     rse = {k: (np.zeros_like(np.asarray(rv[k], float)) if exact is not None else np.asarray(ref.se[k]))
            for k in rv}
     lo, hi = np.quantile(reference, [0.0005, 0.9995])
@@ -321,6 +333,9 @@ def transition_statistics(q: np.ndarray, h: float, a: float, b: float, *, n_boot
     q = np.asarray(q, float)
     if q.ndim != 2 or not a < b:
         raise ValueError(f"q must be (paths, times) and a < b; got shape {q.shape}, a={a!r}, b={b!r}")
+    if not np.all(np.isfinite(q)):
+        raise ValueError(f"q must be finite; q{tuple(int(i) for i in np.argwhere(~np.isfinite(q))[0])} is not")
+    _check_h_boot(h, n_boot)
     code = np.where(q <= a, 0, np.where(q >= b, 1, -1))
     # label = the last set visited (forward fill), -1 before either is reached
     t_idx = np.where(code >= 0, np.arange(q.shape[1])[None, :], 0)

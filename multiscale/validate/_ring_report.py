@@ -125,8 +125,11 @@ class RingValidationSettings:
             r = self.sample_every / step
             if abs(r - round(r)) > 1e-6 * r:
                 raise ValueError(f"sample_every={self.sample_every!r} must be a multiple of {name}={step!r}")
-        if self.n_paths < 4:
-            raise ValueError(f"n_paths={self.n_paths!r} must be >= 4 (paths are the bootstrap's batches)")
+        for name, lo in (("n_paths", 4), ("n_boot", 2), ("bins", 4)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name}={v!r} must be an integer >= {lo}"
+                                 + (" (paths are the bootstrap's batches)" if name == "n_paths" else ""))
         if self.max_lag >= self.t_end:
             raise ValueError(f"max_lag={self.max_lag} must be below t_end={self.t_end}")
         if not isinstance(self.precision, Precision):
