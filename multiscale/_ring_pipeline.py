@@ -84,14 +84,6 @@ def resolved_model(info: Any, params: Mapping[str, float], resolved: Mapping[str
                  description=f"resolved tendency of {info.name}")
 
 
-def _resolved(model: Any, x: np.ndarray) -> np.ndarray:
-    """``R(x)`` of a hybrid model, ``(n, K)``."""
-    import torch
-
-    with torch.no_grad():
-        return model.resolved_drift(torch.as_tensor(np.asarray(x, float))).numpy()
-
-
 def measure_speed(info: Any, params: Mapping[str, float], eps: float | None, dt: float, sde: Any, h: float,
                   states: np.ndarray, *, seed: int = 0, threads: int | None = None, t_end: float = 10.0,
                   repeats: int = 3) -> dict[str, Any]:
@@ -221,7 +213,7 @@ def run_ring_pipeline(out: Path, c: Any, progress: bool = True) -> int:
         # or the drift F.
         xc = pts[conv]
         members = sde.members_unresolved(xc) if ring else sde.members_drift(xc)
-        U_hmm = avg["F"].values[conv] - (_resolved(sde, xc) if ring else 0.0)
+        U_hmm = avg["F"].values[conv] - (sde.resolved_drift(xc) if ring else 0.0)
         U_se = avg["F_stderr"].values[conv]
         U_traj = members.mean(0)
         z = (U_traj - U_hmm) / np.sqrt(U_se**2 + members.std(0, ddof=1) ** 2)

@@ -133,23 +133,30 @@ batch = 10.0
 """
 
 
+def _passing_model_file_run(tmp_path: Path, model_toml: str, run_toml: str) -> dict:
+    """``multiscale run --model-file model.toml --config run.toml``: every stage ran, every check
+    passed (exit code 0); returns the summary."""
+    (tmp_path / "model.toml").write_text(model_toml)
+    (tmp_path / "run.toml").write_text(run_toml)
+    out = tmp_path / "out"
+    r = _cli("run", "--model-file", str(tmp_path / "model.toml"), "--config", str(tmp_path / "run.toml"),
+             "--threads", "2", "--out", str(out))
+    assert "[5/5]" in r.stdout, r.stdout + r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["all_checks_passed"], {k: v for k, v in s["checks"].items() if not v}
+    assert r.returncode == 0
+    return s
+
+
 @pytest.mark.slow
 def test_a_model_file_with_a_ring_of_slow_variables_runs_through_the_main_job(tmp_path):
     """``--model-file`` with eight slow variables and a resolved part from the config: a diffusive
     ring (slow noise, fast OU), so the lag rule takes the multiscale likelihood; both data
     pathways, the baselines, validation and export run. The exact closure is known (see
     tests/test_surrogate_local.py); here every validation check passes."""
-    (tmp_path / "ring.toml").write_text(RING_OU)
-    (tmp_path / "run.toml").write_text(RING_OU_RUN)
-    out = tmp_path / "ring"
-    r = _cli("run", "--model-file", str(tmp_path / "ring.toml"), "--config", str(tmp_path / "run.toml"),
-             "--threads", "2", "--out", str(out))
-    assert "[5/5]" in r.stdout, r.stdout + r.stderr
-    s = json.loads((out / "summary.json").read_text())
+    s = _passing_model_file_run(tmp_path, RING_OU, RING_OU_RUN)
     assert s["model"] == "ring_ou" and s["slow_variables"] == 8 and s["surrogate"]["method"] == "MULTISCALE"
     assert s["estimates"]["converged"] == 24
-    assert s["all_checks_passed"], {k: v for k, v in s["checks"].items() if not v}
-    assert r.returncode == 0
 
 
 TWO_SLOW = """[model]
@@ -203,18 +210,10 @@ batch = 10.0
 def test_a_model_file_with_two_scalar_slow_variables_gets_a_full_effective_sde(tmp_path):
     """Several scalar slow variables (no ring): a full two-variable effective SDE from both
     pathways, validated and exported; a resolved part is refused by name."""
-    (tmp_path / "two.toml").write_text(TWO_SLOW)
-    (tmp_path / "run.toml").write_text(TWO_SLOW_RUN)
-    out = tmp_path / "two"
-    r = _cli("run", "--model-file", str(tmp_path / "two.toml"), "--config", str(tmp_path / "run.toml"),
-             "--threads", "2", "--out", str(out))
-    assert "[5/5]" in r.stdout, r.stdout + r.stderr
-    s = json.loads((out / "summary.json").read_text())
+    s = _passing_model_file_run(tmp_path, TWO_SLOW, TWO_SLOW_RUN)
     assert s["slow_variables"] == 2 and s["surrogate"]["kind"] == "2-variable effective SDE"
     assert s["estimates"]["converged"] == 16 and s["c_api_max_relative_difference"] < 1e-12
-    assert s["all_checks_passed"], {k: v for k, v in s["checks"].items() if not v}
-    assert r.returncode == 0
     (tmp_path / "run.toml").write_text(TWO_SLOW_RUN.replace("[run]\n", '[run]\nresolved = {"x1" = "x2"}\n'))
-    r = _cli("run", "--model-file", str(tmp_path / "two.toml"), "--config", str(tmp_path / "run.toml"),
+    r = _cli("run", "--model-file", str(tmp_path / "model.toml"), "--config", str(tmp_path / "run.toml"),
              "--out", str(tmp_path / "bad"))
     assert r.returncode == 2 and "needs a ring of slow variables" in r.stderr

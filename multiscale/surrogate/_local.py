@@ -121,8 +121,12 @@ class LocalEffectiveSDE(torch.nn.Module):
         """``(..., K) -> (..., K, 2 s + 1)``: each site's standardised stencil inputs."""
         return (x[..., self._cols] - self.x_mean) / self.x_scale
 
-    def resolved_drift(self, x: torch.Tensor) -> torch.Tensor:
-        """``R(x)``, ``(N, K)`` (zeros without a resolved part)."""
+    def resolved_drift(self, x: Any) -> Any:
+        """``R(x)``, ``(N, K)`` (zeros without a resolved part): a tensor in its own dtype, or
+        NumPy in and out (float64)."""
+        if not isinstance(x, torch.Tensor):
+            with torch.no_grad():
+                return self.resolved_drift(torch.as_tensor(np.asarray(x, float))).numpy()
         if self._R is None:
             return torch.zeros_like(x)
         return self._R.slow_drift(x).to(x.dtype)
@@ -437,8 +441,7 @@ class LocalClosureEstimator:
         names = [str(v) for v in ds["slow"].values] if "slow" in ds.coords else None
         model = LocalEffectiveSDE(K, stencil=st.stencil, members=E, hidden=o.hidden, resolved=st.resolved,
                                   resolved_params=st.params, names=names, seed=o.seed)
-        with torch.no_grad():
-            R = model.resolved_drift(torch.as_tensor(x)).numpy()
+        R = model.resolved_drift(x)
         U = (np.asarray(ds["F"].values, float) - R) if "F" in ds else np.asarray(ds["closure"].values, float)
         se = np.asarray(ds["F_stderr"].values, float) if "F_stderr" in ds else np.ones_like(U)
         A = np.diagonal(np.asarray(ds["A"].values, float), axis1=1, axis2=2) if "A" in ds else np.zeros_like(U)
@@ -511,8 +514,7 @@ class LocalClosureEstimator:
         X0, dX, L, blk, _ = transition_pairs(arr, k, lagt, 2 if two_lags else 1, n_blocks)
         # Scaling: one for every site. The unresolved drift's scale from a linear fit of the
         # increments' rate minus R on the stencil inputs; the noise from the residuals.
-        with torch.no_grad():
-            R0 = model.resolved_drift(torch.as_tensor(X0[:200_000])).numpy()
+        R0 = model.resolved_drift(X0[:200_000])
         x_mean, x_std = float(X0.mean()), float(max(X0.std(), 1e-12))
         sel = L[:len(R0)] == lagt
         target = (dX[:len(R0)][sel] / lagt - R0[sel]).ravel()
